@@ -1,0 +1,13 @@
+// Command moxd-keys is the keys role of moxd. It is started by moxd-master, never
+// by hand; see moxd-master(8).
+package main
+
+import (
+	"moxd/internal/ipc"
+	"moxd/internal/keys"
+	"moxd/internal/worker"
+)
+
+func main() {
+	worker.Main(worker.Role{Role: ipc.RoleKeys, Run: keys.Run})
+}

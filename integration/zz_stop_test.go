@@ -1,0 +1,24 @@
+//go:build linux
+
+package integration
+
+import (
+	"os"
+	"testing"
+)
+
+// TestZZStopShared stops the shared instance. It is in the last file so it
+// runs after every test that uses the instance (go test runs tests in file
+// name order, then source order).
+func TestZZStopShared(t *testing.T) {
+	if shared == nil {
+		t.Skip("shared instance never started")
+	}
+	shared.t = t
+	shared.stop()
+	if code := shared.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("moxd-master exit code after SIGTERM = %d, want 0; log:\n%s", code, shared.stderr)
+	}
+	waitNoProcs(t, suiteBaseUID, suiteBaseUID+7)
+	os.RemoveAll(shared.dir)
+}

@@ -1,0 +1,462 @@
+package config
+
+import (
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// testEnv resolves the default role user names to fixed ids, so tests do not
+// depend on the machine's passwd file; anything else goes to ResolveUser.
+func testEnv(uid, gid int) env {
+	names := map[string]User{}
+	for i, n := range []string{"_moxd-keys", "_moxd-store", "_moxd-queue", "_moxd-smtp", "_moxd-submit", "_moxd-imap", "_moxd-web"} {
+		id := uint32(5001 + i)
+		names[n] = User{Spec: n, Name: n, UID: id, GID: id}
+	}
+	return env{
+		getuid: func() int { return uid },
+		getgid: func() int { return gid },
+		lookupUser: func(spec string) (User, error) {
+			if u, ok := names[spec]; ok {
+				return u, nil
+			}
+			return ResolveUser(spec)
+		},
+		lookupGroup: func(spec string) (uint32, error) {
+			if spec == "_moxdadm" {
+				return 5100, nil
+			}
+			return ResolveGroup(spec)
+		},
+	}
+}
+
+// writeFiles writes moxd.conf and (if not empty) domains.conf in a new
+// directory and returns the path of moxd.conf.
+func writeFiles(t *testing.T, conf, domains string) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "moxd.conf")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if domains != "" {
+		if err := os.WriteFile(filepath.Join(dir, "domains.conf"), []byte(domains), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+const fullConf = `# A complete configuration.
+hostname = "Mail.Example.ORG"
+data_dir = "/srv/moxd/data/"
+run_dir = "/run/moxd"
+libexec_dir = "/usr/local/libexec/moxd"
+admin_group = "_moxdadm"
+log_level = "warn"
+
+[role_log_levels]
+smtp = "debug"
+"master" = "error" # quoted key
+
+[users]
+smtp = "6000:6001"
+web = "6002"
+
+[listen]
+smtp = ["192.0.2.1:25", "[2001:db8::1]:25"]
+submission = [
+	"0.0.0.0:587",
+	"[::]:587",
+]
+imaps = ["127.0.0.1:0", "127.0.0.1:0"]
+
+[tls]
+local_ca = false
+
+[[tls.certificate]]
+cert_file = "/etc/ssl/mail.crt"
+key_file = "/etc/ssl/private/mail.key"
+
+[[tls.certificate]]
+cert_file = "/etc/ssl/other.pem"
+key_file = "/etc/ssl/private/other.key"
+`
+
+const fullDomains = `[[domain]]
+name = "Example.ORG"
+
+[[domain.dkim]]
+selector = "2024a"
+algorithm = "ed25519"
+
+[[domain.dkim]]
+selector = "2024b"
+algorithm = "rsa2048"
+
+[[domain]]
+name = "bücher.example"
+
+[[account]]
+name = "mjl"
+addresses = ["mjl@example.org", "Info@EXAMPLE.org", "kurt@bücher.example"]
+
+[[account]]
+name = "other"
+addresses = ["other@example.org"]
+`
+
+func TestLoadValid(t *testing.T) {
+	p := writeFiles(t, fullConf, fullDomains)
+	c, err := load(p, testEnv(0, 0))
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	s := c.Static
+	if s.Hostname != "mail.example.org" {
+		t.Errorf("hostname %q, want lower-cased mail.example.org", s.Hostname)
+	}
+	if s.HostnameASCII() != "mail.example.org" {
+		t.Errorf("HostnameASCII %q", s.HostnameASCII())
+	}
+	if s.DataDir != "/srv/moxd/data" || s.RunDir != "/run/moxd" || s.LibexecDir != "/usr/local/libexec/moxd" {
+		t.Errorf("dirs %q %q %q", s.DataDir, s.RunDir, s.LibexecDir)
+	}
+	if want := map[string]string{"smtp": "debug", "master": "error"}; !reflect.DeepEqual(s.RoleLogLevels, want) {
+		t.Errorf("role_log_levels %v, want %v", s.RoleLogLevels, want)
+	}
+	if c.Path != p || c.DomainsPath != filepath.Join(filepath.Dir(p), "domains.conf") {
+		t.Errorf("paths %q %q", c.Path, c.DomainsPath)
+	}
+	if c.DynamicHash != sha256.Sum256([]byte(fullDomains)) {
+		t.Errorf("DynamicHash is not the hash of domains.conf")
+	}
+
+	wantListeners := []ListenerSpec{
+		{"smtp", "192.0.2.1:25"},
+		{"smtp", "[2001:db8::1]:25"},
+		{"submission", "0.0.0.0:587"},
+		{"submission", "[::]:587"},
+		{"imaps", "127.0.0.1:0"},
+		{"imaps", "127.0.0.1:0"},
+	}
+	if got := s.ListenerList(); !reflect.DeepEqual(got, wantListeners) {
+		t.Errorf("ListenerList\n got %v\nwant %v", got, wantListeners)
+	}
+
+	wantUsers := map[string]User{
+		"keys":       {Spec: "_moxd-keys", Name: "_moxd-keys", UID: 5001, GID: 5001},
+		"store":      {Spec: "_moxd-store", Name: "_moxd-store", UID: 5002, GID: 5002},
+		"queue":      {Spec: "_moxd-queue", Name: "_moxd-queue", UID: 5003, GID: 5003},
+		"smtp":       {Spec: "6000:6001", UID: 6000, GID: 6001},
+		"submission": {Spec: "_moxd-submit", Name: "_moxd-submit", UID: 5005, GID: 5005},
+		"imap":       {Spec: "_moxd-imap", Name: "_moxd-imap", UID: 5006, GID: 5006},
+		"web":        {Spec: "6002", UID: 6002, GID: 6002},
+	}
+	for role, u := range c.Users {
+		u.Name = wantUsers[role].Name // Numeric ids may have passwd names on this machine.
+		c.Users[role] = u
+	}
+	if !reflect.DeepEqual(c.Users, wantUsers) {
+		t.Errorf("users\n got %v\nwant %v", c.Users, wantUsers)
+	}
+
+	if n := s.TLS.Certificates[0].Name(); n != "mail" {
+		t.Errorf("certificate name %q, want mail", n)
+	}
+
+	d := c.Dynamic
+	if len(d.Domains) != 2 || d.Domains[0].Name != "example.org" || d.Domains[1].Name != "bücher.example" {
+		t.Fatalf("domains %+v", d.Domains)
+	}
+	if len(d.Domains[0].DKIM) != 2 || d.Domains[0].DKIM[1] != (DKIMSelector{"2024b", "rsa2048"}) {
+		t.Errorf("dkim %+v", d.Domains[0].DKIM)
+	}
+	wantAddrs := []string{"mjl@example.org", "Info@example.org", "kurt@bücher.example"}
+	if !reflect.DeepEqual(d.Accounts[0].Addresses, wantAddrs) {
+		t.Errorf("addresses %q, want %q", d.Accounts[0].Addresses, wantAddrs)
+	}
+}
+
+func TestLoadDefaultsAndMissingDomains(t *testing.T) {
+	p := writeFiles(t, "hostname = \"mail.example.org\"\n", "")
+	c, err := load(p, testEnv(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultStatic()
+	want.Hostname = "mail.example.org"
+	if !reflect.DeepEqual(c.Static, want) {
+		t.Errorf("static\n got %+v\nwant %+v", c.Static, want)
+	}
+	if len(c.Dynamic.Domains) != 0 || len(c.Dynamic.Accounts) != 0 {
+		t.Errorf("missing domains.conf gave %+v, want empty", c.Dynamic)
+	}
+	if c.DynamicHash != sha256.Sum256(nil) {
+		t.Errorf("hash of missing domains.conf is not the hash of no bytes")
+	}
+	if c.Users["web"].UID != 5007 || len(c.Users) != 7 {
+		t.Errorf("users %v", c.Users)
+	}
+}
+
+func TestLoadDomainsFileOption(t *testing.T) {
+	dir := t.TempDir()
+	abs := filepath.Join(dir, "elsewhere.conf")
+	if err := os.WriteFile(abs, []byte("[[domain]]\nname = \"example.net\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, df := range []string{abs, "elsewhere.conf"} {
+		p := filepath.Join(dir, "moxd.conf")
+		conf := "hostname = \"mail.example.net\"\ndomains_file = " + tomlString(df) + "\n"
+		if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := load(p, testEnv(0, 0))
+		if err != nil {
+			t.Fatalf("domains_file %q: %v", df, err)
+		}
+		if c.DomainsPath != abs || len(c.Dynamic.Domains) != 1 {
+			t.Errorf("domains_file %q: path %q, domains %v", df, c.DomainsPath, c.Dynamic.Domains)
+		}
+	}
+}
+
+// TestLoadErrors checks that every class of error names the file, the line
+// and the key. {conf} and {domains} stand for the file paths.
+func TestLoadErrors(t *testing.T) {
+	const host = "hostname = \"mail.example.org\"\n"
+	const dom = "[[domain]]\nname = \"example.org\"\n"
+	tests := []struct {
+		name    string
+		conf    string
+		domains string
+		want    string
+	}{
+		{"syntax", host + "data_dir = \n", "",
+			`{conf}:2: invalid TOML: expected value but found '\n' instead (last key data_dir)`},
+		{"type bool", host + "\nlocalserve = \"yes\"\n", "",
+			`{conf}:3: localserve: wrong type: string given, boolean expected`},
+		{"type array", host + "[listen]\nsmtp = \"192.0.2.1:25\"\n", "",
+			`{conf}:3: listen.smtp: wrong type: string given, array expected`},
+		{"type table", host + "users = \"x\"\n", "",
+			`{conf}:2: users: wrong type: string given, table expected`},
+		{"unknown top key", host + "# comment\ndatadir = \"/x\" # typo\n", "",
+			`{conf}:3: datadir: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"unknown key in table", host + "[users]\nsmtp = \"6000\"\n  'stor' = \"6001\"\n", "",
+			`{conf}:4: users.stor: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"unknown table reported once", host + "\n[acme]\nemail = \"x\"\nurl = \"y\"\n", "",
+			`{conf}:3: acme: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"unknown dotted key", host + "tls.local_ca = true\ntls.bogus = 1\n", "",
+			`{conf}:3: tls.bogus: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"unknown key in inline table", host + "tls = { local_ca = true,\n  certs = [] }\n", "",
+			`{conf}:3: tls.certs: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"unknown key in tls.certificate", host + `
+[tls]
+local_ca = true
+
+[[tls.certificate]]
+cert_file = "/a.pem"
+key_file = "/a.key"
+
+[[tls.certificate]]
+cert_file = "/b.pem"
+keyfile = "/b.key" # typo
+`, "",
+			`{conf}:12: tls.certificate.keyfile: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"missing hostname", "log_level = \"info\"\n", "",
+			`{conf}: hostname: required: set it to this host's fully qualified domain name, e.g. hostname = "mail.example.com"`},
+		{"bad hostname", "\nhostname = \"mail_1.example.org\"\n", "",
+			`{conf}:2: hostname: domain name "mail_1.example.org": label "mail_1" contains '_', only letters, digits and '-' are allowed`},
+		{"ip hostname", "hostname = \"192.0.2.1\"\n", "",
+			`{conf}:1: hostname: "192.0.2.1" is an IP address, a domain name is needed`},
+		{"relative data_dir", host + "data_dir = \"var/moxd\"\n", "",
+			`{conf}:2: data_dir: "var/moxd" is not an absolute path`},
+		{"relative libexec_dir", host + "libexec_dir = \"bin\"\n", "",
+			`{conf}:2: libexec_dir: "bin" is not an absolute path`},
+		{"bad log level", host + "log_level = \"verbose\"\n", "",
+			`{conf}:2: log_level: unknown log level "verbose" (use debug, info, warn or error)`},
+		{"bad role in role_log_levels", host + "[role_log_levels]\nsmtp = \"debug\"\nsmtpd = \"debug\"\n", "",
+			`{conf}:4: role_log_levels.smtpd: unknown role "smtpd" (use one of master, keys, store, queue, smtp, submission, imap, web)`},
+		{"bad level in role_log_levels", host + "role_log_levels = { imap = \"trace\" }\n", "",
+			`{conf}:2: role_log_levels.imap: unknown log level "trace" (use debug, info, warn or error)`},
+		{"listener host name", host + "[listen]\nimap = [\n  \"127.0.0.1:143\",\n  \"localhost:143\",\n]\n", "",
+			`{conf}:5: listen.imap[1]: address "localhost:143": "localhost" is not an IP address (host names are not allowed: no DNS is used at start)`},
+		{"listener without port", host + "listen.smtp = [\"192.0.2.1\"]\n", "",
+			`{conf}:2: listen.smtp[0]: bad address "192.0.2.1": want "ip:port", with an IPv6 address in brackets, e.g. "[::1]:25"`},
+		{"listener port range", host + "listen.smtp = [\"192.0.2.1:65536\"]\n", "",
+			`{conf}:2: listen.smtp[0]: address "192.0.2.1:65536": port "65536" is not a number from 0 to 65535`},
+		{"listener empty host", host + "listen.smtp = [\":25\"]\n", "",
+			`{conf}:2: listen.smtp[0]: address ":25" has no IP address; use "0.0.0.0:25" and/or "[::]:25" for all addresses`},
+		{"duplicate listener across lists", host + "[listen]\nsmtp = [\"127.0.0.1:2525\"]\nimap = [\"127.0.0.1:143\", \"127.0.0.1:2525\"]\n", "",
+			`{conf}:4: listen.imap[1]: address "127.0.0.1:2525" is also listed in listen.smtp[0] (line 3); use each address once`},
+		{"overlapping wildcard listener", host + "[listen]\nhttp = [\"[::1]:80\"]\nimap = [\"[::]:143\"]\nsubmission = [\"[::]:80\"]\n", "",
+			`{conf}:3: listen.http[0]: address "[::1]:80" overlaps with "[::]:80" in listen.submission[0] (line 5); use each address once`},
+		{"tls listener without certificate", host + "[listen]\nsmtp = [\"192.0.2.1:25\"]\nimaps = [\"192.0.2.1:993\"]\n", "",
+			`{conf}:4: listen.imaps: implicit TLS needs a certificate: add a [[tls.certificate]] section (or set tls.local_ca = true for testing)`},
+		{"unknown key twice", host + "[[tls.certificate]]\ncert_file = \"/a.pem\"\nkey_file = \"/a.key\"\nx = 1\n[[tls.certificate]]\ncert_file = \"/b.pem\"\nkey_file = \"/b.key\"\nx = 2\n", "",
+			`{conf}:5: tls.certificate.x: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"unknown user", host + "[users]\nkeys = \"_moxd-keys\"\nsmtp = \"_moxd-no-such-user\"\n", "",
+			`{conf}:4: users.smtp: unknown user "_moxd-no-such-user" (create it, see README "Install", or use a numeric "uid:gid")`},
+		{"root user", host + "[users]\nweb = \"0:0\"\n", "",
+			`{conf}:3: users.web: user "0:0" has uid 0, gid 0: a role must not run as root or with group 0; use a dedicated user`},
+		// users.web is not in the file: the error points at [users].
+		{"same user spec twice", host + "[users]\nimap = \"_moxd-web\"\n", "",
+			`{conf}:2: users.web: user "_moxd-web" is also used for users.imap; every role needs its own user`},
+		{"same uid twice", host + "[users]\nsmtp = \"7000:7000\"\nsubmission = \"7000:7001\"\n", "",
+			`{conf}:4: users.submission: uid 7000 is also the uid of users.smtp; every role needs its own user`},
+		{"bad numeric user", host + "users.queue = \"12x\"\n", "",
+			`{conf}:2: users.queue: user "12x": uid: "12x" is not a decimal number`},
+		{"unknown admin group", host + "admin_group = \"_moxd-no-such-group\"\n", "",
+			`{conf}:2: admin_group: unknown group "_moxd-no-such-group" (create the group, use a numeric gid, or leave admin_group empty for root only)`},
+		{"relative cert", host + "[[tls.certificate]]\ncert_file = \"a.pem\"\nkey_file = \"/a.key\"\n", "",
+			`{conf}:3: tls.certificate[0].cert_file: "a.pem" is not an absolute path`},
+		{"missing key file", host + "[[tls.certificate]]\ncert_file = \"/a.pem\"\n", "",
+			`{conf}:2: tls.certificate[0].key_file: required in each [[tls.certificate]]`},
+		{"duplicate cert name", host + "[[tls.certificate]]\ncert_file = \"/a/mail.pem\"\nkey_file = \"/a/mail.key\"\n[[tls.certificate]]\ncert_file = \"/b/mail.crt\"\nkey_file = \"/b/mail.key\"\n", "",
+			`{conf}:6: tls.certificate[1].cert_file: certificate name "mail" (the file name without extension) is also used by tls.certificate[0]; rename one of the files`},
+
+		// domains.conf
+		{"domains syntax", host, "[[domain]]\nname = = \"x\"\n", `{domains}:2: invalid TOML: expected value but found '=' instead (last key domain.name)`},
+		{"bad dkim algorithm", host, dom + "[[domain.dkim]]\nselector = \"s1\"\nalgorithm = \"rsa1024\"\n",
+			`{domains}:5: domain[0].dkim[0].algorithm: unknown DKIM algorithm "rsa1024" (use ed25519 or rsa2048)`},
+		{"missing dkim algorithm", host, dom + "[[domain.dkim]]\nselector = \"s1\"\n",
+			`{domains}:3: domain[0].dkim[0].algorithm: required: ed25519 or rsa2048`},
+		{"bad selector", host, dom + "[[domain.dkim]]\nselector = \"s_1\"\nalgorithm = \"ed25519\"\n",
+			`{domains}:4: domain[0].dkim[0].selector: selector "s_1" may contain only letters, digits, '-' and '.'`},
+		{"duplicate selector", host, dom + "[[domain.dkim]]\nselector = \"s1\"\nalgorithm = \"ed25519\"\n[[domain.dkim]]\nselector = \"S1\"\nalgorithm = \"rsa2048\"\n",
+			`{domains}:7: domain[0].dkim[1].selector: selector "S1" is also used by dkim[0] of this domain`},
+		{"unknown key in domain.dkim", host, dom + `[[domain.dkim]]
+selector = "s1"
+algorithm = "ed25519"
+
+[[domain]]
+name = "example.net"
+
+[[domain.dkim]]
+selector = "s2"
+algorithm = "ed25519"
+hash = "sha256"
+`, `{domains}:13: domain.dkim.hash: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+		{"bad domain", host, "[[domain]]\nname = \"-example.org\"\n",
+			`{domains}:2: domain[0].name: domain name "-example.org": label "-example" starts or ends with '-'`},
+		{"duplicate domain", host, dom + "\n[[domain]]\nname = \"EXAMPLE.org\"\n",
+			`{domains}:5: domain[1].name: domain "example.org" is also configured in domain[0] (line 2)`},
+		{"duplicate IDNA domain", host, "[[domain]]\nname = \"bücher.example\"\n[[domain]]\nname = \"xn--bcher-kva.example\"\n",
+			`{domains}:4: domain[1].name: domain "xn--bcher-kva.example" is also configured in domain[0] (line 2)`},
+		{"bad account name", host, dom + "[[account]]\nname = \"../x\"\n",
+			`{domains}:4: account[0].name: account name "../x" starts with '.'`},
+		{"duplicate account", host, dom + "[[account]]\nname = \"mjl\"\n[[account]]\nname = \"MJL\"\n",
+			`{domains}:6: account[1].name: account "MJL" is also configured in account[0] (line 4)`},
+		{"address domain not configured", host, dom + "[[account]]\nname = \"mjl\"\naddresses = [\"mjl@example.org\", \"mjl@example.net\"]\n",
+			`{domains}:5: account[0].addresses[1]: address "mjl@example.net": domain "example.net" is not configured; add a [[domain]] section for it`},
+		{"empty localpart", host, dom + "[[account]]\nname = \"mjl\"\naddresses = [\n\"@example.org\"]\n",
+			`{domains}:6: account[0].addresses[0]: address "@example.org": empty local part`},
+		{"duplicate address", host, dom + "[[account]]\nname = \"a\"\naddresses = [\"mjl@example.org\"]\n[[account]]\nname = \"b\"\naddresses = [\"MJL@Example.org\"]\n",
+			`{domains}:8: account[1].addresses[0]: address "MJL@Example.org" is also configured at account[0].addresses[0] (line 5)`},
+		{"unknown account key", host, dom + "[[account]]\nname = \"a\"\npassword = \"secret\"\n",
+			`{domains}:5: account.password: unknown key (check the spelling; "moxctl config describe" lists all options)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeFiles(t, tc.conf, tc.domains)
+			want := strings.NewReplacer("{conf}", p, "{domains}", filepath.Join(filepath.Dir(p), "domains.conf")).Replace(tc.want)
+			_, err := load(p, testEnv(0, 0))
+			if err == nil {
+				t.Fatalf("no error, want %s", want)
+			}
+			if err.Error() != want {
+				t.Errorf("error\n got %s\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+func TestLoadMultipleErrors(t *testing.T) {
+	p := writeFiles(t, "hostname = \"-x\"\nlog_level = \"loud\"\nbogus = 1\n", "")
+	_, err := load(p, testEnv(0, 0))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	// Unknown keys are reported before validation; fix those first.
+	if want := p + ":3: bogus: unknown key"; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want %s...", err, want)
+	}
+	p = writeFiles(t, "hostname = \"-x\"\nlog_level = \"loud\"\n", "")
+	_, err = load(p, testEnv(0, 0))
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], p+":1: hostname:") || !strings.HasPrefix(lines[1], p+":2: log_level:") {
+		t.Errorf("want one error per problem, got %q", lines)
+	}
+	var cerr *Error
+	if !errors.As(err, &cerr) || cerr.Line != 1 || cerr.Key != "hostname" {
+		t.Errorf("errors.As *Error: %+v", cerr)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "moxd.conf")
+	_, err := Load(p)
+	want := "config file " + p + " does not exist"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want %s...", err, want)
+	}
+	if _, err := LoadStatic(p); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("LoadStatic: got %v, want %s...", err, want)
+	}
+}
+
+func TestLoadStaticNoUserLookup(t *testing.T) {
+	// LoadStatic does not resolve users: unknown names pass.
+	p := writeFiles(t, "hostname = \"mail.example.org\"\nusers.smtp = \"_moxd-no-such-user\"\n", "[[broken")
+	s, err := LoadStatic(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Users.SMTP != "_moxd-no-such-user" || s.Users.Keys != "_moxd-keys" {
+		t.Errorf("users %+v", s.Users)
+	}
+}
+
+func TestLocalserveUsersNonRoot(t *testing.T) {
+	// With localserve and master not root, every role is the invoking user,
+	// whatever the file says.
+	p := writeFiles(t, "hostname = \"localhost\"\nlocalserve = true\n[users]\nsmtp = \"_moxd-no-such-user\"\n", "")
+	c, err := load(p, testEnv(1000, 1001))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range RoleNames() {
+		if u := c.Users[role]; u.UID != 1000 || u.GID != 1001 {
+			t.Errorf("role %s: %+v, want 1000:1001", role, u)
+		}
+	}
+	// The same file without localserve, as non-root, resolves users.
+	p = writeFiles(t, "hostname = \"localhost\"\n[users]\nsmtp = \"_moxd-no-such-user\"\n", "")
+	if _, err := load(p, testEnv(1000, 1001)); err == nil {
+		t.Error("no error for unknown user without localserve")
+	}
+}
+
+func TestRoleNames(t *testing.T) {
+	want := []string{"keys", "store", "queue", "smtp", "submission", "imap", "web"}
+	if got := RoleNames(); !reflect.DeepEqual(got, want) {
+		t.Errorf("RoleNames %v", got)
+	}
+	// Every role has a field in Users, and Users has no other field.
+	specs := (&Users{}).specs()
+	if len(specs) != len(want) || reflect.TypeOf(Users{}).NumField() != len(want) {
+		t.Errorf("Users fields and roles differ")
+	}
+	for i, f := range reflect.VisibleFields(reflect.TypeOf(Users{})) {
+		if f.Tag.Get("toml") != want[i] {
+			t.Errorf("Users field %s has toml key %q, want %q", f.Name, f.Tag.Get("toml"), want[i])
+		}
+	}
+}

@@ -1,0 +1,441 @@
+package master
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"moxd/internal/config"
+	"moxd/internal/ctl"
+	"moxd/internal/ipc"
+	"moxd/internal/version"
+)
+
+// listenControl creates the control socket for moxctl.
+func (m *Master) listenControl() (*net.UnixListener, error) {
+	cfg := m.cfg
+	path := ctl.SocketPath(cfg.Static.RunDir)
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s exists and is not a socket: remove it", path)
+		}
+		// A live master answers; a stale socket from a crash does not.
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another moxd-master is running (it answers on %s)", path)
+		}
+		os.Remove(path)
+	}
+	adminGID := -1
+	if cfg.Static.AdminGroup != "" {
+		gid, err := config.ResolveGroup(cfg.Static.AdminGroup)
+		if err != nil {
+			return nil, fmt.Errorf("admin_group in %s: %w", cfg.Path, err)
+		}
+		adminGID = int(gid)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(true)
+	mode := os.FileMode(0o600)
+	if adminGID >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, -1, adminGID); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket: chown to admin_group: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	go m.serveControl(ln, adminGID)
+	return ln, nil
+}
+
+func (m *Master) serveControl(ln *net.UnixListener, adminGID int) {
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			m.log.Error("control socket accept", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		go m.controlConn(c, adminGID)
+	}
+}
+
+// allowed checks the peer's credentials: root, master's own uid (localserve),
+// or a member of admin_group.
+func (m *Master) allowed(c *net.UnixConn, adminGID int) error {
+	uid, gid, err := peerCred(c)
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if uid == 0 || uid == uint32(os.Geteuid()) {
+		return nil
+	}
+	if adminGID >= 0 {
+		if gid == uint32(adminGID) {
+			return nil
+		}
+		if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+			if gids, err := u.GroupIds(); err == nil && slices.Contains(gids, strconv.Itoa(adminGID)) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("uid %d may not control moxd: use root or a member of admin_group", uid)
+}
+
+func (m *Master) controlConn(c *net.UnixConn, adminGID int) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	respond := func(data any, err error) {
+		resp := ctl.Response{OK: err == nil}
+		if err != nil {
+			resp.Error = err.Error()
+		} else if data != nil {
+			b, merr := json.Marshal(data)
+			if merr != nil {
+				resp = ctl.Response{Error: merr.Error()}
+			}
+			resp.Data = b
+		}
+		b, _ := json.Marshal(resp)
+		c.Write(append(b, '\n'))
+	}
+	if err := m.allowed(c, adminGID); err != nil {
+		m.log.Warn("control connection refused", "err", err)
+		respond(nil, err)
+		return
+	}
+	line, err := bufio.NewReaderSize(io.LimitReader(c, ctl.MaxRequest), ctl.MaxRequest).ReadBytes('\n')
+	if err != nil {
+		respond(nil, fmt.Errorf("bad request: %v", err))
+		return
+	}
+	var req ctl.Request
+	dec := json.NewDecoder(strings.NewReader(string(line)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		respond(nil, fmt.Errorf("bad request: %v", err))
+		return
+	}
+	m.log.Debug("control command", "cmd", req.Cmd, "args", req.Args)
+	switch req.Cmd {
+	case "status":
+		respond(m.Status(), nil)
+	case "reload":
+		respond(m.Reload())
+	case "stop":
+		respond(nil, nil)
+		m.Stop(ExitOK, "moxctl stop")
+	case "loglevel":
+		respond(m.LogLevel(req.Args))
+	default:
+		respond(nil, fmt.Errorf("unknown command %q", req.Cmd))
+	}
+}
+
+// Snapshot is the supervision state at one moment.
+type Snapshot struct {
+	Status  ctl.Status
+	LocalCA string // path of the exported local CA certificate, if any
+}
+
+func (m *Master) snapshot() Snapshot {
+	cfg := m.config()
+	st := ctl.Status{Master: ctl.MasterStatus{
+		PID:           os.Getpid(),
+		Version:       version.Version,
+		BuildID:       m.buildID,
+		Config:        cfg.Path,
+		UptimeSeconds: time.Since(m.started).Seconds(),
+		Localserve:    cfg.Static.Localserve,
+		Stopping:      m.stopping,
+	}}
+	for _, r := range ipc.WorkerRoles() {
+		p := m.procs[r]
+		rs := ctl.RoleStatus{
+			Role:     r.String(),
+			PID:      p.pid,
+			UID:      p.user.UID,
+			GID:      p.user.GID,
+			State:    p.state.String(),
+			Restarts: p.restarts,
+			LastExit: p.lastExit,
+		}
+		if r == ipc.RoleKeys && p.state == stateReady && !p.provisioned {
+			rs.State = "provisioning"
+		}
+		if p.state == stateReady {
+			rs.UptimeSeconds = time.Since(p.readyAt).Seconds()
+		}
+		for _, l := range p.listeners {
+			rs.Listeners = append(rs.Listeners, ctl.Listener{Kind: l.kind, Addr: l.addr})
+		}
+		st.Roles = append(st.Roles, rs)
+	}
+	snap := Snapshot{Status: st}
+	if cfg.Static.TLS.LocalCA {
+		snap.LocalCA = LocalCAPath(cfg)
+	}
+	return snap
+}
+
+// Status collects the state of every role, with counters from the ready ones.
+func (m *Master) Status() ctl.Status {
+	var snap Snapshot
+	conns := map[string]*ipc.Conn{}
+	m.call(func() {
+		snap = m.snapshot()
+		for r, p := range m.procs {
+			if p.state == stateReady && p.conn != nil {
+				conns[r.String()] = p.conn
+			}
+		}
+	})
+	st := snap.Status
+	for i := range st.Roles {
+		conn := conns[st.Roles[i].Role]
+		if conn == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		counters, err := fetchCounters(ctx, conn)
+		cancel()
+		if err != nil {
+			m.log.Debug("status from role", "role", st.Roles[i].Role, "err", err)
+			continue
+		}
+		st.Roles[i].Counters = counters
+	}
+	return st
+}
+
+func fetchCounters(ctx context.Context, conn *ipc.Conn) ([]ctl.Counter, error) {
+	var l []ctl.Counter
+	for {
+		rep, err := conn.Call(ctx, &ipc.GetStatus{Start: uint16(len(l))})
+		if err != nil {
+			return nil, err
+		}
+		sr := rep.Msg.(*ipc.StatusReply)
+		for _, c := range sr.Counters {
+			l = append(l, ctl.Counter{Name: c.Name, Value: c.Value})
+		}
+		if len(l) >= int(sr.Total) || len(sr.Counters) == 0 {
+			return l, nil
+		}
+	}
+}
+
+// Reload re-reads the configuration. Settings that need a restart of moxd
+// are reported and keep their running values; the rest is applied: log
+// levels, certificate files (renewals), DKIM keys, and every role's slice.
+func (m *Master) Reload() (ctl.ReloadResult, error) {
+	var res ctl.ReloadResult
+	old := m.config()
+	cfg, err := config.Load(old.Path)
+	if err != nil {
+		return res, fmt.Errorf("configuration not reloaded: %w", err)
+	}
+	res.NeedRestart = restartOnly(old, cfg)
+	// Keep what only a restart can change.
+	cfg.Static.Listen = old.Static.Listen
+	cfg.Static.DataDir = old.Static.DataDir
+	cfg.Static.RunDir = old.Static.RunDir
+	cfg.Static.LibexecDir = old.Static.LibexecDir
+	cfg.Static.Users = old.Static.Users
+	cfg.Static.AdminGroup = old.Static.AdminGroup
+	cfg.Users = old.Users
+
+	var keysConn *ipc.Conn
+	var conns []*ipc.Conn
+	m.call(func() {
+		m.cfgMu.Lock()
+		m.cfg = cfg
+		m.cfgMu.Unlock()
+		for _, r := range ipc.WorkerRoles() {
+			p := m.procs[r]
+			m.updateSlice(p, cfg)
+			if p.conn == nil || (p.state != stateReady && p.state != stateHandshaken) {
+				continue
+			}
+			if r == ipc.RoleKeys {
+				keysConn = p.conn
+			} else {
+				conns = append(conns, p.conn)
+			}
+		}
+	})
+	if err := m.applyLevels(cfg, true); err != nil {
+		return res, err
+	}
+	if keysConn != nil {
+		if err := keysConn.Notify(&ipc.Reload{}); err != nil {
+			return res, fmt.Errorf("reload keys: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), provisionLimit)
+		err := m.provision(ctx, cfg, keysConn)
+		cancel()
+		if err != nil {
+			return res, fmt.Errorf("reload keys: %w", err)
+		}
+	}
+	for _, c := range conns {
+		c.Notify(&ipc.Reload{})
+	}
+	m.log.Info("configuration reloaded", "need_restart", res.NeedRestart)
+	return res, nil
+}
+
+// restartOnly lists settings that differ and only take effect at start.
+func restartOnly(a, b *config.Config) []string {
+	var l []string
+	if !slices.Equal(a.Static.ListenerList(), b.Static.ListenerList()) {
+		l = append(l, "listen")
+	}
+	if a.Static.DataDir != b.Static.DataDir {
+		l = append(l, "data_dir")
+	}
+	if a.Static.RunDir != b.Static.RunDir {
+		l = append(l, "run_dir")
+	}
+	if a.Static.LibexecDir != b.Static.LibexecDir {
+		l = append(l, "libexec_dir")
+	}
+	if a.Static.Users != b.Static.Users {
+		l = append(l, "users")
+	}
+	if a.Static.AdminGroup != b.Static.AdminGroup {
+		l = append(l, "admin_group")
+	}
+	return l
+}
+
+// applyLevels sets master's and every role's log level from the config.
+func (m *Master) applyLevels(cfg *config.Config, notify bool) error {
+	base, err := parseLevel(cfg.Static.LogLevel)
+	if err != nil {
+		return err
+	}
+	levels := map[ipc.Role]slog.Level{ipc.RoleMaster: base}
+	for _, r := range ipc.WorkerRoles() {
+		levels[r] = base
+	}
+	for name, l := range cfg.Static.RoleLogLevels {
+		r, err := ipc.ParseRole(name)
+		if err != nil {
+			return err
+		}
+		lv, err := parseLevel(l)
+		if err != nil {
+			return err
+		}
+		levels[r] = lv
+	}
+	m.setLevels(levels, notify)
+	return nil
+}
+
+// setLevels records levels and, with notify, sends them to running roles
+// (roles starting later get theirs after their handshake).
+func (m *Master) setLevels(levels map[ipc.Role]slog.Level, notify bool) {
+	m.levelsMu.Lock()
+	for r, l := range levels {
+		m.levels[r] = l
+	}
+	m.levelsMu.Unlock()
+	if l, ok := levels[ipc.RoleMaster]; ok && m.opts.Level != nil {
+		m.opts.Level.Set(l)
+	}
+	if !notify {
+		return
+	}
+	m.call(func() {
+		for r, l := range levels {
+			p := m.procs[r]
+			if p == nil || p.conn == nil || p.state == stateDown {
+				continue
+			}
+			c := p.conn
+			go c.Notify(&ipc.SetLogLevel{Level: int32(l)})
+		}
+	})
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "trace":
+		return slog.LevelDebug - 4, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q: use trace, debug, info, warn or error", s)
+}
+
+func levelName(l slog.Level) string {
+	if l < slog.LevelDebug {
+		return "trace"
+	}
+	return strings.ToLower(l.String())
+}
+
+// LogLevel implements "moxctl loglevel [LEVEL [ROLE]]".
+func (m *Master) LogLevel(args []string) (ctl.LogLevels, error) {
+	switch len(args) {
+	case 0:
+	case 1, 2:
+		lv, err := parseLevel(args[0])
+		if err != nil {
+			return ctl.LogLevels{}, err
+		}
+		levels := map[ipc.Role]slog.Level{}
+		if len(args) == 2 {
+			r, err := ipc.ParseRole(args[1])
+			if err != nil {
+				return ctl.LogLevels{}, fmt.Errorf("%v (roles: master, keys, store, queue, smtp, submission, imap, web)", err)
+			}
+			levels[r] = lv
+		} else {
+			levels[ipc.RoleMaster] = lv
+			for _, r := range ipc.WorkerRoles() {
+				levels[r] = lv
+			}
+		}
+		m.setLevels(levels, true)
+	default:
+		return ctl.LogLevels{}, fmt.Errorf("usage: loglevel [LEVEL [ROLE]]")
+	}
+	res := ctl.LogLevels{Levels: map[string]string{}}
+	m.levelsMu.Lock()
+	defer m.levelsMu.Unlock()
+	for r, l := range m.levels {
+		res.Levels[r.String()] = levelName(l)
+	}
+	return res, nil
+}

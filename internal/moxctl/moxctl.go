@@ -1,0 +1,254 @@
+// Package moxctl is the admin command line. It runs as the admin (root or a
+// member of admin_group), talks only to moxd-master's control socket, and
+// never opens moxd's data itself.
+package moxctl
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"moxd/internal/config"
+	"moxd/internal/ctl"
+)
+
+// Exit codes.
+const (
+	ExitOK         = 0
+	ExitFailed     = 1 // command failed, or status found a role down
+	ExitUsage      = 2
+	ExitNotRunning = 3 // no master answers (as LSB "program is not running")
+)
+
+// DefaultConfig is used without -f.
+const DefaultConfig = "/etc/moxd/moxd.conf"
+
+const usage = `usage: moxctl [-j] [-f file] command [args]
+
+commands:
+  status                 state of every role; exit 1 if a role is not ready, 3 if moxd is not running
+  reload                 re-read the configuration (certificates, log levels, DKIM keys)
+  stop                   stop moxd: roles in reverse start order, after draining
+  loglevel [LEVEL [ROLE]] show log levels, or set LEVEL (trace, debug, info, warn, error) for all or one role
+  config test            check the configuration files
+  config describe [domains]
+                         print moxd.conf (or domains.conf) with every option documented
+
+  -f file   configuration file (default ` + DefaultConfig + `)
+  -j        print JSON
+`
+
+type cli struct {
+	file   string
+	json   bool
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Main runs moxctl and returns its exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("moxctl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := &cli{stdout: stdout, stderr: stderr}
+	fs.StringVar(&c.file, "f", DefaultConfig, "")
+	fs.BoolVar(&c.json, "j", false, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "moxctl: %v\n", err)
+		}
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	if abs, err := filepath.Abs(c.file); err == nil {
+		c.file = abs
+	}
+	args = fs.Args()
+	switch args[0] {
+	case "status":
+		if len(args) != 1 {
+			return c.usage()
+		}
+		return c.status()
+	case "reload":
+		if len(args) != 1 {
+			return c.usage()
+		}
+		var res ctl.ReloadResult
+		if code := c.do(ctl.Request{Cmd: "reload"}, &res); code != ExitOK {
+			return code
+		}
+		if c.json {
+			return c.printJSON(res)
+		}
+		fmt.Fprintln(stdout, "configuration reloaded")
+		if len(res.NeedRestart) > 0 {
+			fmt.Fprintf(stdout, "changed settings that take effect only after a restart of moxd: %s\n", strings.Join(res.NeedRestart, ", "))
+		}
+		return ExitOK
+	case "stop":
+		if len(args) != 1 {
+			return c.usage()
+		}
+		if code := c.do(ctl.Request{Cmd: "stop"}, nil); code != ExitOK {
+			return code
+		}
+		if !c.json {
+			fmt.Fprintln(stdout, "moxd is stopping")
+		}
+		return ExitOK
+	case "loglevel":
+		if len(args) > 3 {
+			return c.usage()
+		}
+		var res ctl.LogLevels
+		if code := c.do(ctl.Request{Cmd: "loglevel", Args: args[1:]}, &res); code != ExitOK {
+			return code
+		}
+		if c.json {
+			return c.printJSON(res)
+		}
+		var roles []string
+		for r := range res.Levels {
+			roles = append(roles, r)
+		}
+		sort.Strings(roles)
+		for _, r := range roles {
+			fmt.Fprintf(stdout, "%-12s %s\n", r, res.Levels[r])
+		}
+		return ExitOK
+	case "config":
+		return c.config(args[1:])
+	}
+	fmt.Fprintf(stderr, "moxctl: unknown command %q\n", args[0])
+	return c.usage()
+}
+
+func (c *cli) usage() int {
+	fmt.Fprint(c.stderr, usage)
+	return ExitUsage
+}
+
+func (c *cli) printJSON(v any) int {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
+		return ExitFailed
+	}
+	fmt.Fprintln(c.stdout, string(b))
+	return ExitOK
+}
+
+// do sends one request to master.
+func (c *cli) do(req ctl.Request, v any) int {
+	st, err := config.LoadStatic(c.file)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
+		return ExitFailed
+	}
+	if err := ctl.Do(ctl.SocketPath(st.RunDir), req, v, 3*time.Minute); err != nil {
+		fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
+		if errors.Is(err, ctl.ErrNotRunning) {
+			return ExitNotRunning
+		}
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+func (c *cli) status() int {
+	var st ctl.Status
+	if code := c.do(ctl.Request{Cmd: "status"}, &st); code != ExitOK {
+		return code
+	}
+	code := ExitOK
+	if len(st.Down()) > 0 || st.Master.Stopping {
+		code = ExitFailed
+	}
+	if c.json {
+		if c.printJSON(st) != ExitOK {
+			return ExitFailed
+		}
+		return code
+	}
+	up := time.Duration(st.Master.UptimeSeconds * float64(time.Second)).Round(time.Second)
+	fmt.Fprintf(c.stdout, "moxd %s (build %s), master pid %d, up %s, config %s\n", st.Master.Version, st.Master.BuildID, st.Master.PID, up, st.Master.Config)
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tPID\tUID\tGID\tSTATE\tRESTARTS\tUPTIME\tLISTENERS")
+	for _, r := range st.Roles {
+		var ls []string
+		for _, l := range r.Listeners {
+			ls = append(ls, l.Kind+"="+l.Addr)
+		}
+		uptime := "-"
+		if r.State == "ready" {
+			uptime = time.Duration(r.UptimeSeconds * float64(time.Second)).Round(time.Second).String()
+		}
+		pid := "-"
+		if r.PID != 0 {
+			pid = fmt.Sprint(r.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\t%s\n", r.Role, pid, r.UID, r.GID, r.State, r.Restarts, uptime, strings.Join(ls, " "))
+	}
+	tw.Flush()
+	first := true
+	for _, r := range st.Roles {
+		for _, ctr := range r.Counters {
+			if first {
+				fmt.Fprintln(c.stdout, "\ncounters:")
+				first = false
+			}
+			fmt.Fprintf(c.stdout, "  %-10s %-40s %d\n", r.Role, ctr.Name, ctr.Value)
+		}
+	}
+	for _, r := range st.Roles {
+		if r.State != "ready" && r.LastExit != "" {
+			fmt.Fprintf(c.stdout, "%s: last exit: %s\n", r.Role, r.LastExit)
+		}
+	}
+	if down := st.Down(); len(down) > 0 {
+		fmt.Fprintf(c.stdout, "not ready: %s\n", strings.Join(down, ", "))
+	}
+	return code
+}
+
+func (c *cli) config(args []string) int {
+	if len(args) == 0 {
+		return c.usage()
+	}
+	switch args[0] {
+	case "test":
+		if len(args) != 1 {
+			return c.usage()
+		}
+		cfg, err := config.Load(c.file)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
+			return ExitFailed
+		}
+		fmt.Fprintf(c.stdout, "configuration OK: %s, %s\n", cfg.Path, cfg.DomainsPath)
+		return ExitOK
+	case "describe":
+		var err error
+		switch {
+		case len(args) == 1:
+			err = config.Describe(c.stdout)
+		case len(args) == 2 && args[1] == "domains":
+			err = config.DescribeDomains(c.stdout)
+		default:
+			return c.usage()
+		}
+		if err != nil {
+			fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
+			return ExitFailed
+		}
+		return ExitOK
+	}
+	return c.usage()
+}
