@@ -35,8 +35,14 @@ vet:
 bench: build
 	bench/run
 
+# Each fuzz target for FUZZTIME (seeds already run in make test).
+FUZZTIME ?= 30s
 fuzz:
-	bench/fuzz 30s
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 clean:
 	rm -rf $(BINDIR)

@@ -9,5 +9,11 @@ import (
 )
 
 func main() {
-	worker.Main(worker.Role{Role: ipc.RoleKeys, Run: keys.Run})
+	worker.Main(worker.Role{
+		Role: ipc.RoleKeys,
+		Run:  keys.Run,
+		// A signature is short CPU work: serving it on the reader saves a
+		// goroutine handoff per TLS handshake.
+		Inline: []ipc.MsgType{ipc.TypeSign, ipc.TypeDKIMSign},
+	})
 }

@@ -34,7 +34,7 @@ type Static struct {
 	RunDir        string            `toml:"run_dir" doc:"Directory for the control socket and the pid file. Absolute path."`
 	LibexecDir    string            `toml:"libexec_dir" example:"'/usr/local/libexec/moxd'" doc:"Directory holding the role binaries (moxd-keys, moxd-store, ...). Absolute path; empty means the directory of the moxd-master binary."`
 	AdminGroup    string            `toml:"admin_group" example:"'_moxdadm'" doc:"Group (name or number) whose members may use moxctl, besides root. Empty means root only."`
-	LogLevel      string            `toml:"log_level" doc:"Default log level for all roles: debug, info, warn or error."`
+	LogLevel      string            `toml:"log_level" doc:"Default log level for all roles: trace (protocol transcripts), debug, info, warn or error."`
 	Localserve    bool              `toml:"localserve" doc:"Set only in configurations written by \"moxd-master localserve\": lets all roles run as one non-root user, for development and tests. Do not set it on a real server."`
 	DomainsFile   string            `toml:"domains_file" doc:"Path of domains.conf (domains, accounts). A relative path is relative to the directory of this file."`
 	RoleLogLevels map[string]string `toml:"role_log_levels" example:"smtp = 'debug'" doc:"Log level per role, overriding log_level. Keys are role names: master, keys, store, queue, smtp, submission, imap, web."`

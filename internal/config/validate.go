@@ -16,7 +16,7 @@ import (
 	"strings"
 )
 
-var logLevels = [...]string{"debug", "info", "warn", "error"}
+var logLevels = [...]string{"trace", "debug", "info", "warn", "error"}
 
 func checkLogLevel(s string) error {
 	for _, l := range logLevels {
@@ -24,7 +24,7 @@ func checkLogLevel(s string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown log level %q (use debug, info, warn or error)", s)
+	return fmt.Errorf("unknown log level %q (use trace, debug, info, warn or error)", s)
 }
 
 // validateStatic checks s and normalizes it in place (lower-cased hostname,

@@ -74,6 +74,12 @@ type Options struct {
 	// socket before the channel is closed (default 10s).
 	WriteTimeout time.Duration
 
+	// Inline lists request types whose handler runs on the reader goroutine
+	// instead of a goroutine of its own. Only for short, bounded CPU work
+	// (signatures): it saves a goroutine handoff per request, and requests
+	// of these types are then served one at a time per channel.
+	Inline []MsgType
+
 	Log *slog.Logger // nil: discard
 }
 
@@ -128,6 +134,7 @@ type Conn struct {
 	uc           *net.UnixConn
 	local, peer  Role
 	handler      Handler
+	inline       map[MsgType]bool
 	log          *slog.Logger
 	writeTimeout time.Duration
 
@@ -192,6 +199,7 @@ func New(f *os.File, opts Options) (*Conn, error) {
 		local:        opts.Local,
 		peer:         opts.Peer,
 		handler:      opts.Handler,
+		inline:       map[MsgType]bool{},
 		log:          log.With("ipc_local", opts.Local.String(), "ipc_peer", opts.Peer.String()),
 		writeTimeout: opts.WriteTimeout,
 		inflight:     make(chan struct{}, opts.MaxInFlight),
@@ -199,6 +207,11 @@ func New(f *os.File, opts Options) (*Conn, error) {
 		busy:         make(chan uint64, opts.MaxHandlers),
 		done:         make(chan struct{}),
 		pending:      map[uint64]*pendingCall{},
+	}
+	for _, t := range opts.Inline {
+		if IsRequest(t) {
+			c.inline[t] = true
+		}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.readLoop()
@@ -543,6 +556,13 @@ func (c *Conn) dispatch(h Header, m Message, files []*os.File) bool {
 		closeFiles(files)
 		c.shutdown(protoErrorf("%s sent %s, but this end serves no requests or events", c.peer, MessageName(h.Type)))
 		return false
+	}
+	if !event && c.inline[h.Type] {
+		// Served here, without a handler slot, so it never waits for one.
+		req := &Request{Msg: m, Files: files, Conn: c}
+		rm, rfiles, err := c.runHandler(h, req)
+		c.reply(h, rm, rfiles, err)
+		return true
 	}
 	select {
 	case c.handlers <- struct{}{}:

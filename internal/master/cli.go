@@ -25,7 +25,7 @@ const DefaultConfig = "/etc/moxd/moxd.conf"
 const envDaemonChild = "MOXD_DAEMON_CHILD"
 
 const usage = `usage: moxd-master [-dnv] [-f file]
-       moxd-master localserve [-dir dir] [-ip address] [-port-offset n]
+       moxd-master localserve [-v] [-dir dir] [-ip address] [-port-offset n]
        moxd-master version
 
   -d   stay in the foreground and log to stderr (default: daemon, syslog facility mail)
@@ -180,7 +180,9 @@ func daemonChild(path string, verbose bool) int {
 		WorkerLog:  out.Line,
 		OnReady: func(s Snapshot) {
 			if pidfile != "" {
-				os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+				if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+					log.Error("write pid file", "err", err)
+				}
 			}
 			onReady(s)
 		},

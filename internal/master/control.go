@@ -156,8 +156,9 @@ func (m *Master) controlConn(c *net.UnixConn, adminGID int) {
 
 // Snapshot is the supervision state at one moment.
 type Snapshot struct {
-	Status  ctl.Status
-	LocalCA string // path of the exported local CA certificate, if any
+	Status        ctl.Status
+	LocalCA       string // path of the exported local CA certificate, if any
+	ControlSocket string
 }
 
 func (m *Master) snapshot() Snapshot {
@@ -193,7 +194,7 @@ func (m *Master) snapshot() Snapshot {
 		}
 		st.Roles = append(st.Roles, rs)
 	}
-	snap := Snapshot{Status: st}
+	snap := Snapshot{Status: st, ControlSocket: ctl.SocketPath(cfg.Static.RunDir)}
 	if cfg.Static.TLS.LocalCA {
 		snap.LocalCA = LocalCAPath(cfg)
 	}
@@ -251,6 +252,8 @@ func fetchCounters(ctx context.Context, conn *ipc.Conn) ([]ctl.Counter, error) {
 // are reported and keep their running values; the rest is applied: log
 // levels, certificate files (renewals), DKIM keys, and every role's slice.
 func (m *Master) Reload() (ctl.ReloadResult, error) {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
 	var res ctl.ReloadResult
 	old := m.config()
 	cfg, err := config.Load(old.Path)
@@ -266,6 +269,7 @@ func (m *Master) Reload() (ctl.ReloadResult, error) {
 	cfg.Static.Users = old.Static.Users
 	cfg.Static.AdminGroup = old.Static.AdminGroup
 	cfg.Users = old.Users
+	cfg.Static.Hostname = old.Static.Hostname
 
 	var keysConn *ipc.Conn
 	var conns []*ipc.Conn
@@ -324,6 +328,10 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Static.Users != b.Static.Users {
 		l = append(l, "users")
+	}
+	if a.Static.Hostname != b.Static.Hostname {
+		// Greetings take it at start; certificates follow on reload.
+		l = append(l, "hostname")
 	}
 	if a.Static.AdminGroup != b.Static.AdminGroup {
 		l = append(l, "admin_group")

@@ -9,7 +9,7 @@ import (
 )
 
 // killAsUID runs "moxd-master _killall" as uid; see killUID.
-func killAsUID(uid uint32) error {
+func killAsUID(uid, gid uint32) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -23,7 +23,7 @@ func killAsUID(uid uint32) error {
 		Dir:   "/",
 		Env:   []string{},
 		Files: []*os.File{devnull, devnull, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}},
+		Sys:   &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}},
 	})
 	if err != nil {
 		return fmt.Errorf("start killer for uid %d: %w", uid, err)

@@ -9,10 +9,9 @@ import (
 	"strings"
 
 	"moxd/internal/config"
-	"moxd/internal/ctl"
 )
 
-const localserveUsage = `usage: moxd-master localserve [-dir dir] [-ip address] [-port-offset n]
+const localserveUsage = `usage: moxd-master localserve [-v] [-dir dir] [-ip address] [-port-offset n]
 
 Runs moxd in the foreground for development and testing, with a generated
 configuration in dir (written on first run): hostname localhost, a private
@@ -94,6 +93,6 @@ func localserveBanner(path string, s Snapshot) string {
 		}
 	}
 	fmt.Fprintf(&b, "  Status: moxctl -f %s status\n", path)
-	fmt.Fprintf(&b, "  Control socket: %s\n\n", ctl.SocketPath(filepath.Join(filepath.Dir(path), "run")))
+	fmt.Fprintf(&b, "  Control socket: %s\n\n", s.ControlSocket)
 	return b.String()
 }

@@ -141,6 +141,8 @@ type Master struct {
 	coldSince time.Time
 	localCA   []byte
 
+	reloadMu sync.Mutex // one reload at a time
+
 	levelsMu sync.Mutex
 	levels   map[ipc.Role]slog.Level
 }
@@ -481,7 +483,7 @@ func (m *Master) start(p *proc) {
 	}
 	self := uint32(os.Getuid())
 	if m.asRoot && p.user.UID != self {
-		killed, err := killUID(p.user.UID)
+		killed, err := killUID(p.user.UID, p.user.GID)
 		if err != nil {
 			m.log.Error("ending leftover processes", "role", p.role.String(), "uid", p.user.UID, "err", err)
 		} else if len(killed) > 0 {

@@ -27,7 +27,7 @@ func NewStderrOutput(w io.Writer) *Output {
 func NewSyslogOutput() (*Output, error) {
 	sw, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, "moxd")
 	if err != nil {
-		return nil, fmt.Errorf("connect to syslog: %w", err)
+		return nil, fmt.Errorf("no syslog daemon to log to (%v): start syslogd/rsyslogd, or run moxd-master -d with stderr redirected", err)
 	}
 	return &Output{syslog: sw}, nil
 }

@@ -31,7 +31,7 @@ func becomeSubreaper() error {
 // killUID sends SIGKILL to every process whose real, effective, saved or
 // filesystem uid is uid, and returns their pids. Before a role starts, nothing
 // may be left of a previous instance under its uid.
-func killUID(uid uint32) ([]int, error) {
+func killUID(uid, _ uint32) ([]int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("read /proc: %w", err)

@@ -17,6 +17,6 @@ func becomeSubreaper() error { return nil }
 // killUID ends every process of uid: a short-lived child running as uid sends
 // SIGKILL to -1, which reaches exactly the processes that uid may signal,
 // that is its own, except the sender itself.
-func killUID(uid uint32) ([]int, error) {
-	return nil, killAsUID(uid)
+func killUID(uid, gid uint32) ([]int, error) {
+	return nil, killAsUID(uid, gid)
 }

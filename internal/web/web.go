@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -43,7 +44,7 @@ func Run(ctx context.Context, w *worker.Worker) error {
 			Handler:           handler,
 			ReadHeaderTimeout: 30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          nil,
+			ErrorLog:          slog.NewLogLogger(w.Log.Handler(), slog.LevelDebug),
 		}
 		var ln net.Listener = l.Listener
 		if l.Kind == "https" {

@@ -61,6 +61,9 @@ type Role struct {
 	// Run serves until ctx is cancelled (shutdown or master gone), then returns
 	// after draining. It calls w.Ready once it serves.
 	Run func(ctx context.Context, w *Worker) error
+	// Inline are request types from peers served on the channel's reader
+	// goroutine (short CPU-bound work such as signatures); see ipc.Options.
+	Inline []ipc.MsgType
 }
 
 // Worker is the running worker's connection to master and peers.
@@ -81,6 +84,7 @@ type Worker struct {
 	reload    func(ctx context.Context) error
 	readyOnce sync.Once
 
+	inline       []ipc.MsgType
 	shutdown     context.CancelFunc
 	shutdownOnce sync.Once
 	grace        chan time.Duration
@@ -127,6 +131,7 @@ func run(r Role) int {
 		handlers: map[ipc.Role]ipc.Handler{},
 		grace:    make(chan time.Duration, 1),
 		done:     make(chan struct{}),
+		inline:   r.Inline,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.shutdown = cancel
@@ -369,8 +374,10 @@ func (w *Worker) serveMaster(ctx context.Context, req *ipc.Request) (ipc.Message
 		w.peerUp(m.Peer, m.Generation, req.Files[0])
 		return nil, nil, nil
 	case *ipc.SetLogLevel:
-		w.Level.Set(slog.Level(m.Level))
-		w.Log.Info("log level changed", "level", slog.Level(m.Level).String())
+		if old := w.Level.Level(); old != slog.Level(m.Level) {
+			w.Level.Set(slog.Level(m.Level))
+			w.Log.Info("log level changed", "level", slog.Level(m.Level).String(), "was", old.String())
+		}
 		return nil, nil, nil
 	case *ipc.GetStatus:
 		w.mu.Lock()
@@ -462,7 +469,8 @@ func (w *Worker) peerUp(p ipc.Role, gen uint64, f *os.File) {
 			}
 			return h.ServeIPC(ctx, req)
 		}),
-		Log: w.Log.With("peer", p.String()),
+		Inline: w.inline,
+		Log:    w.Log.With("peer", p.String()),
 	})
 	if err != nil {
 		w.Log.Error("new peer channel", "peer", p.String(), "err", err)

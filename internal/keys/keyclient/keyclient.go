@@ -61,9 +61,14 @@ func (c *Client) Invalidate() {
 }
 
 // TLSConfig returns a server configuration whose certificates come from keys.
-// RSA key exchange is not offered: every TLS 1.2 suite is ECDHE, and the
-// remote signer does not implement crypto.Decrypter.
 func (c *Client) TLSConfig() *tls.Config {
+	return ServerConfig(c.getCertificate)
+}
+
+// ServerConfig is the TLS server configuration of every moxd role, with
+// certificates from getCert. RSA key exchange is not offered: every TLS 1.2
+// suite is ECDHE, and the remote signer does not implement crypto.Decrypter.
+func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{
@@ -74,7 +79,7 @@ func (c *Client) TLSConfig() *tls.Config {
 			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
-		GetCertificate: c.getCertificate,
+		GetCertificate: getCert,
 	}
 }
 

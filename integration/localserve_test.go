@@ -1,0 +1,108 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"moxd/internal/ctl"
+)
+
+// nobody runs the non-root localserve when the tests run as root.
+const nobody = 65534
+
+// freeOffset finds a port offset at which all seven localserve ports are free.
+func freeOffset(t *testing.T) int {
+	t.Helper()
+	for off := 20000 + os.Getpid()%10000; off < 60000; off += 997 {
+		ok := true
+		for _, p := range []int{25, 587, 465, 143, 993, 80, 443} {
+			l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p+off))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return off
+		}
+	}
+	t.Fatal("no free port offset")
+	return 0
+}
+
+// TestLocalserveNonRoot is the newcomer's path: localserve as an ordinary
+// user, every role its own process under that user.
+func TestLocalserveNonRoot(t *testing.T) {
+	dir, err := os.MkdirTemp("", "moxd-it-localserve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	uid := uint32(os.Getuid())
+	cmd := exec.Command(filepath.Join(binDir, "moxd-master"), "localserve", "-dir", filepath.Join(dir, "ls"), "-port-offset", fmt.Sprint(freeOffset(t)))
+	if uid == 0 {
+		uid = nobody
+		os.Chown(dir, nobody, nobody)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	}
+	out := newSyncBuffer()
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("localserve did not stop on SIGTERM")
+		}
+		reapOrphans()
+	}()
+	conf := filepath.Join(dir, "ls", "moxd.conf")
+	in := &instance{t: t, dir: filepath.Join(dir, "ls"), conf: conf, done: done, stderr: out}
+	in.exitErr = nil
+	st := in.waitReady()
+	for _, r := range st.Roles {
+		if r.UID != uid {
+			t.Errorf("%s runs as uid %d, want %d", r.Role, r.UID, uid)
+		}
+	}
+	if g, err := greeting(listenerAddr(st, "smtp")); err != nil || !strings.HasPrefix(g, "220 localhost ESMTP") {
+		t.Errorf("smtp greeting %q, %v", g, err)
+	}
+	if g, err := greeting(listenerAddr(st, "imap")); err != nil || !strings.HasPrefix(g, "* BYE [UNAVAILABLE]") {
+		t.Errorf("imap greeting %q, %v", g, err)
+	}
+	// The banner tells the newcomer what to do next.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "moxd localserve is ready") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{"moxd localserve is ready", "mox@localhost", "localca.pem", "moxctl -f " + conf + " status"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("localserve output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out.String(), "not isolated") {
+		t.Errorf("localserve as non-root does not say once that roles are not isolated:\n%s", out)
+	}
+	var st2 ctl.Status
+	if err := ctl.Do(ctl.SocketPath(filepath.Join(dir, "ls", "run")), ctl.Request{Cmd: "status"}, &st2, 5*time.Second); err != nil {
+		t.Errorf("control socket: %v", err)
+	}
+}
