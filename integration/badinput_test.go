@@ -79,10 +79,22 @@ func TestBadConfig(t *testing.T) {
 			},
 		},
 	}
+	cases = append(cases, struct {
+		name  string
+		opts  confOptions
+		wants func(conf string) []string
+	}{
+		name:  "data_dir not reachable by the role users",
+		opts:  confOptions{dataDir: "private/data"},
+		wants: func(conf string) []string { return []string{"data_dir in " + conf, "cannot enter", "private"} },
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.opts.baseUID = base
-			_, conf := writeConfig(t, c.opts)
+			dir, conf := writeConfig(t, c.opts)
+			if c.opts.dataDir != "" {
+				os.Mkdir(filepath.Join(dir, "private"), 0o700)
+			}
 			code, out := runMaster(t, conf)
 			if code == 0 {
 				t.Fatalf("exit code 0 for a bad configuration; output:\n%s", out)

@@ -47,7 +47,66 @@ func suite(t *testing.T) *instance {
 	in := start(t, dir, conf, suiteBaseUID)
 	in.waitReady()
 	shared = in
+	// Cold start order: keys, store, queue, then the network roles, each
+	// after its dependencies reported ready.
+	checkOrder(t, in.stderr.String(), `msg="role ready" role=`, [][]string{{"keys"}, {"store"}, {"queue"}, {"smtp", "submission", "imap", "web"}})
 	return in
+}
+
+// checkOrder checks that the log lines containing marker+role appear in the
+// order of groups (any order within a group).
+func checkOrder(t *testing.T, log, marker string, groups [][]string) {
+	t.Helper()
+	pos := map[string]int{}
+	for _, g := range groups {
+		for _, r := range g {
+			i := strings.Index(log, marker+r+" ")
+			if i < 0 {
+				t.Errorf("log lacks %q:\n%s", marker+r, log)
+				return
+			}
+			pos[r] = i
+		}
+	}
+	for gi := 1; gi < len(groups); gi++ {
+		for _, a := range groups[gi-1] {
+			for _, b := range groups[gi] {
+				if pos[a] > pos[b] {
+					t.Errorf("%s%s logged after %s%s; want the order %v", marker, a, marker, b, groups)
+				}
+			}
+		}
+	}
+}
+
+// TestLeftoverProcesses: before a role starts, master ends every process
+// left under the role's uid.
+func TestLeftoverProcesses(t *testing.T) {
+	in := suite(t)
+	st := in.waitReady()
+	smtpUID := uint32(suiteBaseUID + 3)
+	stray := exec.Command("/bin/sleep", "300")
+	stray.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: smtpUID, Gid: smtpUID, Groups: []uint32{}}}
+	if err := stray.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- stray.Wait() }()
+	defer stray.Process.Kill()
+	old := role(st, "smtp").PID
+	syscall.Kill(old, syscall.SIGKILL)
+	waitRestarted(in, "smtp", old, 0)
+	select {
+	case err := <-exited:
+		if ws, ok := stray.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("leftover process ended with %v, want killed by SIGKILL", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("leftover process of the smtp uid still runs after smtp restarted")
+	}
+	if !strings.Contains(in.stderr.String(), "ended leftover processes of role uid") {
+		t.Errorf("master did not log ending the leftover process")
+	}
 }
 
 // TestWorkerCredentials checks every worker's ids and restrictions as the

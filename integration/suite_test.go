@@ -132,7 +132,8 @@ type confOptions struct {
 	listen     map[string]string // kind => addr; default every kind on 127.0.0.1:0
 	userSpec   map[string]string // role => spec override
 	domainsCfg string
-	keep       bool // do not remove the directory when the test ends (shared instance)
+	keep       bool   // do not remove the directory when the test ends (shared instance)
+	dataDir    string // relative to the config dir; default "data"
 }
 
 // writeConfig writes moxd.conf and domains.conf into a new directory that
@@ -148,7 +149,11 @@ func writeConfig(t *testing.T, o confOptions) (dir, conf string) {
 	}
 	os.Chmod(dir, 0o755)
 	var b strings.Builder
-	fmt.Fprintf(&b, "hostname = \"localhost\"\ndata_dir = %q\nrun_dir = %q\n", filepath.Join(dir, "data"), filepath.Join(dir, "run"))
+	data := "data"
+	if o.dataDir != "" {
+		data = o.dataDir
+	}
+	fmt.Fprintf(&b, "hostname = \"localhost\"\ndata_dir = %q\nrun_dir = %q\n", filepath.Join(dir, data), filepath.Join(dir, "run"))
 	if o.libexec != "" {
 		fmt.Fprintf(&b, "libexec_dir = %q\n", o.libexec)
 	}

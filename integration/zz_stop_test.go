@@ -4,6 +4,7 @@ package integration
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -20,5 +21,12 @@ func TestZZStopShared(t *testing.T) {
 		t.Errorf("moxd-master exit code after SIGTERM = %d, want 0; log:\n%s", code, shared.stderr)
 	}
 	waitNoProcs(t, suiteBaseUID, suiteBaseUID+7)
+	// Stop order: network roles drain first, keys last.
+	log := shared.stderr.String()
+	if i := strings.Index(log, "msg=stopping"); i >= 0 {
+		checkOrder(t, log[i:], `msg="role stopped" role=`, [][]string{{"smtp", "submission", "imap", "web"}, {"queue"}, {"store"}, {"keys"}})
+	} else {
+		t.Errorf("master did not log stopping:\n%s", log)
+	}
 	os.RemoveAll(shared.dir)
 }

@@ -11,9 +11,7 @@ package imapd
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
-	"sync"
 	"time"
 
 	"moxd/internal/keys/keyclient"
@@ -31,30 +29,11 @@ func Run(ctx context.Context, w *worker.Worker) error {
 		return nil
 	})
 	tlsConfig := kc.TLSConfig()
-	var wg sync.WaitGroup
-	for _, l := range w.Listeners() {
-		wg.Add(1)
-		go func(l worker.Listener) {
-			defer wg.Done()
-			for {
-				conn, err := l.Accept()
-				if err != nil {
-					if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-						return
-					}
-					w.Log.Error("accept", "listener", l.Addr, "err", err)
-					continue
-				}
-				go refuse(conn, l.Kind == "imaps", tlsConfig, w)
-			}
-		}(l)
-	}
+	wait := w.Accept(ctx, func(ctx context.Context, l worker.Listener, conn net.Conn) {
+		refuse(conn, l.Kind == "imaps", tlsConfig, w)
+	})
 	w.Ready()
-	<-ctx.Done()
-	for _, l := range w.Listeners() {
-		l.Close()
-	}
-	wg.Wait()
+	wait()
 	return nil
 }
 

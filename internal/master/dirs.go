@@ -87,3 +87,24 @@ func ensureTopDir(path string, mode os.FileMode) error {
 	}
 	return os.Chmod(path, mode)
 }
+
+// searchable checks that every directory from / down to dir lets other users
+// pass (o+x): roles run under their own uids and must reach their data dirs
+// below data_dir.
+func searchable(dir string) error {
+	p := filepath.Clean(dir)
+	for {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is below %s (mode %04o), which the role users cannot enter: give data_dir a path every user may pass through (e.g. /var/db/moxd; for localserve as root, -dir under /var/tmp), or run localserve as an ordinary user", dir, p, fi.Mode().Perm())
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return nil
+		}
+		p = parent
+	}
+}

@@ -230,7 +230,14 @@ func Run(ctx context.Context, opts Options) (int, error) {
 		case f := <-m.loop:
 			f()
 		case <-m.stopped:
-			m.sink.wg.Wait()
+			// Let the last worker log lines through; a descendant that kept a
+			// stderr pipe open must not keep master from exiting.
+			drained := make(chan struct{})
+			go func() { m.sink.wg.Wait(); close(drained) }()
+			select {
+			case <-drained:
+			case <-time.After(2 * time.Second):
+			}
 			return int(m.exitCode.Load()), nil
 		}
 	}
@@ -345,6 +352,11 @@ func (m *Master) makeDirs(cfg *config.Config) error {
 	}
 	if err := ensureTopDir(s.RunDir, 0o755); err != nil {
 		return fmt.Errorf("run_dir in %s: %w", cfg.Path, err)
+	}
+	if m.asRoot {
+		if err := searchable(s.DataDir); err != nil {
+			return fmt.Errorf("data_dir in %s: %w", cfg.Path, err)
+		}
 	}
 	for _, r := range []ipc.Role{ipc.RoleKeys, ipc.RoleStore, ipc.RoleQueue} {
 		u := cfg.Users[r.String()]

@@ -10,10 +10,8 @@ package smtpd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 
 	"moxd/internal/config"
@@ -42,51 +40,26 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	})
 	tlsConfig := kc.TLSConfig()
 
-	var connID atomic.Uint64
-	var sessions sync.WaitGroup
-	var serving sync.WaitGroup
 	for _, l := range w.Listeners() {
-		cfg := smtp.Config{
+		if w.Role == ipc.RoleSMTP && l.Kind != "smtp" || w.Role == ipc.RoleSubmission && l.Kind != "submission" && l.Kind != "submissions" {
+			return fmt.Errorf("listener %s %s was handed to role %s", l.Kind, l.Addr, w.Role)
+		}
+	}
+	var connID atomic.Uint64
+	wait := w.Accept(ctx, func(ctx context.Context, l worker.Listener, conn net.Conn) {
+		id := connID.Add(1)
+		smtp.Serve(ctx, conn, smtp.Config{
 			Hostname:    slice.Hostname,
 			TLSConfig:   tlsConfig,
 			ImplicitTLS: l.Kind == "submissions",
 			Submission:  w.Role == ipc.RoleSubmission,
-		}
-		if w.Role == ipc.RoleSMTP && l.Kind != "smtp" || w.Role == ipc.RoleSubmission && l.Kind != "submission" && l.Kind != "submissions" {
-			return fmt.Errorf("listener %s %s was handed to role %s", l.Kind, l.Addr, w.Role)
-		}
-		serving.Add(1)
-		go func(l worker.Listener) {
-			defer serving.Done()
-			for {
-				conn, err := l.Accept()
-				if err != nil {
-					if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-						return
-					}
-					w.Log.Error("accept", "listener", l.Addr, "err", err)
-					continue
-				}
-				id := connID.Add(1)
-				c := cfg
-				c.ConnID = id
-				c.Log = w.Log.With("cid", id, "listener", l.Kind)
-				sessions.Add(1)
-				go func() {
-					defer sessions.Done()
-					smtp.Serve(ctx, conn, c)
-				}()
-			}
-		}(l)
-	}
+			ConnID:      id,
+			Log:         w.Log.With("cid", id, "listener", l.Kind),
+		})
+	})
 	w.Ready()
-	<-ctx.Done()
-	for _, l := range w.Listeners() {
-		l.Close()
-	}
-	serving.Wait()
-	// Sessions see ctx cancelled and answer 421; wait for them (bounded by
-	// the shutdown grace period in the worker runtime).
-	sessions.Wait()
+	// Sessions see ctx cancelled and answer 421; wait drains them (bounded
+	// by the shutdown grace period of the worker runtime).
+	wait()
 	return nil
 }

@@ -8,23 +8,12 @@ package storage
 
 import (
 	"context"
-	"fmt"
 
-	"moxd/internal/config"
 	"moxd/internal/datadir"
 	"moxd/internal/worker"
 )
 
 // Run is the store role.
 func Run(ctx context.Context, w *worker.Worker) error {
-	var slice config.Slice
-	if err := w.Config(&slice); err != nil {
-		return err
-	}
-	if err := datadir.Check(slice.Dir); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	w.Ready()
-	<-ctx.Done()
-	return nil
+	return datadir.RunOwner(ctx, w)
 }

@@ -204,21 +204,9 @@ func (w *Worker) handshake(ctx context.Context) (int, error) {
 	hr := rep.Msg.(*ipc.HelloReply)
 	w.Generation = hr.Generation
 
-	// Config slice, pulled in chunks.
-	buf := make([]byte, 0, hr.ConfigSize)
-	for {
-		rep, err := w.master.Call(cctx, &ipc.GetConfig{Offset: uint32(len(buf))})
-		if err != nil {
-			return ExitFailed, fmt.Errorf("get config: %w", err)
-		}
-		c := rep.Msg.(*ipc.ConfigChunk)
-		buf = append(buf, c.Data...)
-		if uint32(len(buf)) >= c.Total || len(c.Data) == 0 {
-			if uint32(len(buf)) != c.Total {
-				return ExitFailed, fmt.Errorf("config: got %d bytes, master announced %d", len(buf), c.Total)
-			}
-			break
-		}
+	buf, err := w.pullConfig(cctx)
+	if err != nil {
+		return ExitFailed, err
 	}
 	w.config = buf
 
@@ -246,6 +234,25 @@ func (w *Worker) handshake(ctx context.Context) (int, error) {
 		}
 	}
 	return ExitOK, nil
+}
+
+// pullConfig fetches the role's config slice from master in chunks.
+func (w *Worker) pullConfig(ctx context.Context) ([]byte, error) {
+	var buf []byte
+	for {
+		rep, err := w.master.Call(ctx, &ipc.GetConfig{Offset: uint32(len(buf))})
+		if err != nil {
+			return nil, fmt.Errorf("get config: %w", err)
+		}
+		c := rep.Msg.(*ipc.ConfigChunk)
+		buf = append(buf, c.Data...)
+		if uint32(len(buf)) >= c.Total || len(c.Data) == 0 {
+			if uint32(len(buf)) != c.Total {
+				return nil, fmt.Errorf("config: got %d bytes, master announced %d", len(buf), c.Total)
+			}
+			return buf, nil
+		}
+	}
 }
 
 // Config decodes the role's config slice (JSON written by master) into v,
@@ -427,18 +434,10 @@ func (w *Worker) serveMaster(ctx context.Context, req *ipc.Request) (ipc.Message
 func (w *Worker) doReload() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var buf []byte
-	for {
-		rep, err := w.master.Call(ctx, &ipc.GetConfig{Offset: uint32(len(buf))})
-		if err != nil {
-			w.Log.Error("reload: get config", "err", err)
-			return
-		}
-		c := rep.Msg.(*ipc.ConfigChunk)
-		buf = append(buf, c.Data...)
-		if uint32(len(buf)) >= c.Total || len(c.Data) == 0 {
-			break
-		}
+	buf, err := w.pullConfig(ctx)
+	if err != nil {
+		w.Log.Error("reload", "err", err)
+		return
 	}
 	w.mu.Lock()
 	w.config = buf
@@ -505,3 +504,41 @@ func (w *Worker) peerUp(p ipc.Role, gen uint64, f *os.File) {
 
 // maxStatusBatch bounds the counters in one StatusReply frame.
 const maxStatusBatch = 100
+
+// Accept serves every listener: each accepted connection runs handle in its
+// own goroutine. The returned wait blocks until ctx ends, then closes the
+// listeners and waits for the running handlers (which see ctx cancelled).
+func (w *Worker) Accept(ctx context.Context, handle func(ctx context.Context, l Listener, conn net.Conn)) (wait func()) {
+	var loops, sessions sync.WaitGroup
+	for _, l := range w.listeners {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			for {
+				conn, err := l.Accept()
+				if err != nil {
+					if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+						return
+					}
+					// E.g. out of fds: back off instead of spinning.
+					w.Log.Error("accept", "listener", l.Kind, "addr", l.Addr, "err", err)
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				sessions.Add(1)
+				go func() {
+					defer sessions.Done()
+					handle(ctx, l, conn)
+				}()
+			}
+		}()
+	}
+	return func() {
+		<-ctx.Done()
+		for _, l := range w.listeners {
+			l.Close()
+		}
+		loops.Wait()
+		sessions.Wait()
+	}
+}
