@@ -485,6 +485,13 @@ func TestOpenSSLClients(t *testing.T) {
 			t.Errorf("%s: sign counter grew by %d for one full handshake, want 1", c.name, got)
 		}
 	}
+	// RSA key exchange is never offered: a client that offers only RSA key
+	// exchange suites gets no connection.
+	cmd := exec.Command("openssl", "s_client", "-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA", "-connect", listenerAddr(st, "submissions"))
+	cmd.Stdin = strings.NewReader("")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "alert") {
+		t.Errorf("handshake with only RSA key exchange suites: %v\n%s", err, out)
+	}
 }
 
 // TestKillMaster: when master dies, every worker exits.
@@ -546,6 +553,15 @@ func TestMoxctl(t *testing.T) {
 	out, _ = cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "not ready: imap") {
 		t.Errorf("moxctl status with imap down: exit %d, want 1\n%s", code, out)
+	}
+	// A role failing right after start is restarted with growing delays.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(in.stderr.String(), `"role keeps failing right after start; throttling restarts" role=imap`) {
+		if time.Now().After(deadline) {
+			t.Errorf("no throttling of imap's failing restarts logged:\n%s", in.stderr)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	os.Chmod(imapBin, 0o755)
 	in.waitReady()

@@ -270,6 +270,7 @@ func (m *Master) Reload() (ctl.ReloadResult, error) {
 	cfg.Static.AdminGroup = old.Static.AdminGroup
 	cfg.Users = old.Users
 	cfg.Static.Hostname = old.Static.Hostname
+	cfg.Static.Localserve = old.Static.Localserve
 
 	var keysConn *ipc.Conn
 	var conns []*ipc.Conn
@@ -328,6 +329,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Static.Users != b.Static.Users {
 		l = append(l, "users")
+	}
+	if a.Static.Localserve != b.Static.Localserve {
+		l = append(l, "localserve")
 	}
 	if a.Static.Hostname != b.Static.Hostname {
 		// Greetings take it at start; certificates follow on reload.

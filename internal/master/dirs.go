@@ -38,7 +38,7 @@ func ensureDir(d dirSpec, asRoot bool) error {
 	}
 	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.ENOTDIR) { // EMLINK: FreeBSD
 			return fmt.Errorf("%s: %s is a symlink or not a directory; moxd does not follow symlinks for its data: replace it with a directory", d.what, d.path)
 		}
 		return fmt.Errorf("%s: open %s: %w", d.what, d.path, err)
@@ -69,7 +69,7 @@ func ensureDir(d dirSpec, asRoot bool) error {
 	return nil
 }
 
-// ensureRootDir creates (if missing) an absolute directory and its missing
+// ensureTopDir creates (if missing) an absolute directory and its missing
 // parents, for master's own top-level dirs (data_dir, run_dir).
 func ensureTopDir(path string, mode os.FileMode) error {
 	fi, err := os.Lstat(path)

@@ -82,11 +82,17 @@ func (s *logSink) put(role, line string) {
 // levelOf extracts the level= field of a text-handler line, for syslog
 // priorities.
 func levelOf(line string) slog.Level {
-	i := strings.Index(line, "level=")
-	if i < 0 {
+	// The text handler starts every line with level=, after time= if the
+	// handler logs times.
+	if strings.HasPrefix(line, "time=") {
+		if _, after, ok := strings.Cut(line, " "); ok {
+			line = after
+		}
+	}
+	rest, ok := strings.CutPrefix(line, "level=")
+	if !ok {
 		return slog.LevelInfo
 	}
-	rest := line[i+len("level="):]
 	switch {
 	case strings.HasPrefix(rest, "ERROR"):
 		return slog.LevelError

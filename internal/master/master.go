@@ -341,6 +341,12 @@ func checkBinary(path string, asRoot bool) error {
 		if fi.Mode()&0o022 != 0 {
 			return fmt.Errorf("worker binary %s is writable by group or others", path)
 		}
+		if fi.Mode()&0o001 == 0 {
+			return fmt.Errorf("worker binary %s is not executable by the role users: chmod 0755 %s", path, path)
+		}
+		if dir, err := os.Stat(filepath.Dir(path)); err == nil && dir.Mode()&0o022 != 0 {
+			return fmt.Errorf("libexec directory %s is writable by group or others: anyone there could replace a worker binary", filepath.Dir(path))
+		}
 	}
 	return nil
 }

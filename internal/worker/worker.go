@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -268,7 +269,7 @@ func DecodeSlice(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("config slice from master: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("config slice from master: trailing data")
 	}
 	return nil
