@@ -62,3 +62,20 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRoundTripInline is a round trip to a handler served on the
+// reader, as moxd-keys serves signatures.
+func BenchmarkRoundTripInline(b *testing.B) {
+	client, _ := connPair(b,
+		Options{Local: RoleSMTP, Peer: RoleKeys},
+		Options{Local: RoleKeys, Peer: RoleSMTP, Inline: []MsgType{TypeSign}, Handler: HandlerFunc(func(ctx context.Context, req *Request) (Message, []*os.File, error) {
+			return &Signature{Sig: []byte("0123456789")}, nil, nil
+		})})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Call(ctx, &Sign{KeyID: 1, Hash: 5, Digest: make([]byte, 32)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
