@@ -71,8 +71,15 @@ type Options struct {
 	MaxHandlers int
 
 	// WriteTimeout is how long one frame may wait for the peer to drain its
-	// socket before the channel is closed (default 10s).
+	// socket before the channel is closed (default 10s). The deadline is
+	// refreshed lazily, so a stuck peer is noticed after between half and
+	// all of it.
 	WriteTimeout time.Duration
+
+	// CallTimeout bounds a Call whose context has no deadline (default
+	// DefaultCallTimeout); such calls are failed by a once-a-second sweep,
+	// so they cost no timer.
+	CallTimeout time.Duration
 
 	// Inline lists request types whose handler runs on the reader goroutine
 	// instead of a goroutine of its own. Only for short, bounded CPU work
@@ -126,6 +133,9 @@ type callResult struct {
 type pendingCall struct {
 	want MsgType
 	ch   chan callResult // buffered, 1
+	// expires is set for calls whose context has no deadline: the sweeper
+	// fails them after DefaultCallTimeout, so such calls need no timer.
+	expires time.Time
 }
 
 // Conn is one end of a channel: it sends calls and events, matches replies
@@ -137,6 +147,8 @@ type Conn struct {
 	inline       map[MsgType]bool
 	log          *slog.Logger
 	writeTimeout time.Duration
+	wdeadline    time.Time // write deadline in force; guarded by wmu
+	callTimeout  time.Duration
 
 	inflight chan struct{} // semaphore: outgoing calls awaiting replies
 	handlers chan struct{} // semaphore: running handlers
@@ -190,6 +202,9 @@ func New(f *os.File, opts Options) (*Conn, error) {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = defaultWriteTimeout
 	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = DefaultCallTimeout
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -202,6 +217,7 @@ func New(f *os.File, opts Options) (*Conn, error) {
 		inline:       map[MsgType]bool{},
 		log:          log.With("ipc_local", opts.Local.String(), "ipc_peer", opts.Peer.String()),
 		writeTimeout: opts.WriteTimeout,
+		callTimeout:  opts.CallTimeout,
 		inflight:     make(chan struct{}, opts.MaxInFlight),
 		handlers:     make(chan struct{}, opts.MaxHandlers),
 		busy:         make(chan uint64, opts.MaxHandlers),
@@ -216,6 +232,7 @@ func New(f *os.File, opts Options) (*Conn, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.readLoop()
 	go c.busyLoop()
+	go c.sweepLoop()
 	return c, nil
 }
 
@@ -330,11 +347,10 @@ func (c *Conn) Call(ctx context.Context, m Message, files ...*os.File) (*Reply, 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ipc: call %s to %s: %w", info.name, c.peer, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
-		defer cancel()
-	}
+	// A call without a deadline gets DefaultCallTimeout from the sweeper
+	// rather than from a timer: creating a timer per call is the most
+	// expensive part of a call on the TLS signing path.
+	_, hasDeadline := ctx.Deadline()
 	select {
 	case c.inflight <- struct{}{}:
 	case <-ctx.Done():
@@ -345,6 +361,9 @@ func (c *Conn) Call(ctx context.Context, m Message, files ...*os.File) (*Reply, 
 	defer func() { <-c.inflight }()
 
 	pc := &pendingCall{want: info.reply, ch: make(chan callResult, 1)}
+	if !hasDeadline {
+		pc.expires = time.Now().Add(c.callTimeout)
+	}
 	c.mu.Lock()
 	if c.down {
 		c.mu.Unlock()
@@ -372,6 +391,31 @@ func (c *Conn) Call(ctx context.Context, m Message, files ...*os.File) (*Reply, 
 			return r.reply, r.err
 		}
 		return nil, fmt.Errorf("ipc: call %s to %s: %w", info.name, c.peer, ErrClosed)
+	}
+}
+
+// sweepInterval is how often calls without a context deadline are checked
+// against DefaultCallTimeout.
+const sweepInterval = time.Second
+
+// sweepLoop fails calls that passed their DefaultCallTimeout.
+func (c *Conn) sweepLoop() {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			for id, pc := range c.pending {
+				if !pc.expires.IsZero() && now.After(pc.expires) {
+					delete(c.pending, id)
+					pc.ch <- callResult{err: fmt.Errorf("ipc: call to %s: no reply within %s: %w", c.peer, c.callTimeout, context.DeadlineExceeded)}
+				}
+			}
+			c.mu.Unlock()
+		}
 	}
 }
 
@@ -438,9 +482,15 @@ func (c *Conn) send(h Header, m Message, files []*os.File) error {
 	if c.isDown() {
 		return fmt.Errorf("ipc: send %s to %s: %w", name, c.peer, ErrClosed)
 	}
-	if err := c.uc.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-		c.shutdown(fmt.Errorf("ipc: set write deadline: %w", err))
-		return fmt.Errorf("ipc: send %s to %s: %w", name, c.peer, ErrClosed)
+	// The deadline is moved only when less than half of WriteTimeout is
+	// left, not on every frame: a stuck peer is detected after between half
+	// and all of WriteTimeout, and most sends touch no timer.
+	if now := time.Now(); c.wdeadline.Sub(now) < c.writeTimeout/2 {
+		c.wdeadline = now.Add(c.writeTimeout)
+		if err := c.uc.SetWriteDeadline(c.wdeadline); err != nil {
+			c.shutdown(fmt.Errorf("ipc: set write deadline: %w", err))
+			return fmt.Errorf("ipc: send %s to %s: %w", name, c.peer, ErrClosed)
+		}
 	}
 	n, _, err := c.uc.WriteMsgUnix(b, oob, nil)
 	runtime.KeepAlive(files) // the fds stay open until sendmsg copied them

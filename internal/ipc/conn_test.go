@@ -420,6 +420,32 @@ func TestCallDeadline(t *testing.T) {
 	}
 }
 
+// TestCallTimeoutWithoutDeadline: a call whose context has no deadline is
+// failed by the sweep after CallTimeout, and a later reply is dropped.
+func TestCallTimeoutWithoutDeadline(t *testing.T) {
+	release := make(chan struct{})
+	smtp, _ := connPair(t,
+		Options{Local: RoleSMTP, Peer: RoleKeys, CallTimeout: 200 * time.Millisecond},
+		Options{Local: RoleKeys, Peer: RoleSMTP, Handler: HandlerFunc(func(ctx context.Context, req *Request) (Message, []*os.File, error) {
+			<-release
+			return &CertBatch{}, nil, nil
+		})})
+	t0 := time.Now()
+	_, err := smtp.Call(context.Background(), &GetCerts{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(t0); d < 200*time.Millisecond || d > 200*time.Millisecond+sweepInterval+2*time.Second {
+		t.Errorf("call failed after %s, want CallTimeout (200ms) plus at most one sweep interval", d)
+	}
+	close(release) // the late reply must be dropped without harm
+	ctx, cancel := context.WithTimeout(testContext(t), 5*time.Second)
+	defer cancel()
+	if _, err := smtp.Call(ctx, &GetCerts{}); err != nil {
+		t.Fatalf("call after a swept one: %v", err)
+	}
+}
+
 // readFrame reads one frame from the raw end of a channel.
 func readFrame(t *testing.T, raw *os.File) (Header, Message) {
 	t.Helper()
