@@ -101,7 +101,7 @@ func (m *Master) violation(reporter *proc, gen uint64, peer ipc.Role, reason str
 		return // already restarting
 	}
 	m.log.Error("peer broke the IPC protocol; restarting it", "role", peer.String(), "reported_by", reporter.role.String(), "reason", reason)
-	q.lastExit = "protocol violation reported by " + reporter.role.String()
+	q.killReason = "protocol violation reported by " + reporter.role.String()
 	m.kill(q)
 }
 
@@ -119,7 +119,7 @@ func (m *Master) provisionKeys(p *proc, gen uint64, conn *ipc.Conn) {
 		}
 		if err != nil {
 			m.log.Error("providing keys with certificates and DKIM keys; restarting keys", "err", err)
-			p.lastExit = "provisioning: " + err.Error()
+			p.killReason = "provisioning: " + err.Error()
 			m.kill(p)
 			return
 		}

@@ -104,7 +104,8 @@ type proc struct {
 	readyAt    time.Time
 	restarts   int
 	quickFails int
-	lastExit   string
+	lastExit   string        // how the previous process ended
+	killReason string        // why master killed the current process, if it did
 	exited     chan struct{} // closed when the current process has been reaped
 	timer      *time.Timer
 	listeners  []*boundListener
@@ -553,6 +554,7 @@ func (m *Master) spawn(p *proc) error {
 	p.startedAt = time.Now()
 	p.readyAt = time.Time{}
 	p.provisioned = false
+	p.killReason = ""
 	p.exited = make(chan struct{})
 	m.sink.drain(p.role.String(), rd)
 
@@ -575,7 +577,7 @@ func (m *Master) spawn(p *proc) error {
 		m.post(func() {
 			if p.gen == gen && p.state != stateReady && p.state != stateDown {
 				m.log.Error("role did not become ready in time; killing it", "role", p.role.String(), "pid", p.pid, "timeout", startTimeout)
-				p.lastExit = "start timeout"
+				p.killReason = "no ready within the start timeout"
 				m.kill(p)
 			}
 		})
@@ -599,7 +601,7 @@ func (m *Master) connDown(p *proc, gen uint64, err error) {
 	var pe *ipc.ProtocolError
 	if errors.As(err, &pe) {
 		m.log.Error("role broke the IPC protocol; restarting it", "role", p.role.String(), "pid", p.pid, "err", err)
-		p.lastExit = "protocol error: " + pe.Error()
+		p.killReason = "protocol error: " + pe.Error()
 	}
 	m.kill(p)
 }
@@ -634,10 +636,9 @@ func (m *Master) exited(pid int, ws syscall.WaitStatus) {
 	p.process = nil
 	close(p.exited)
 	status := describeStatus(ws)
-	if p.lastExit == "" || wasReady {
-		p.lastExit = status
-	} else {
-		p.lastExit += "; " + status
+	p.lastExit = status
+	if p.killReason != "" {
+		p.lastExit += " (" + p.killReason + ")"
 	}
 
 	if m.stopping {
