@@ -134,6 +134,7 @@ type confOptions struct {
 	domainsCfg string
 	keep       bool   // do not remove the directory when the test ends (shared instance)
 	dataDir    string // relative to the config dir; default "data"
+	tlsExtra   string // appended after the [tls] table, e.g. [[tls.certificate]]
 }
 
 // writeConfig writes moxd.conf and domains.conf into a new directory that
@@ -175,6 +176,7 @@ func writeConfig(t *testing.T, o confOptions) (dir, conf string) {
 		fmt.Fprintf(&b, "%s = [%q]\n", k, addr)
 	}
 	b.WriteString("\n[tls]\nlocal_ca = true\n")
+	b.WriteString(o.tlsExtra)
 	conf = filepath.Join(dir, "moxd.conf")
 	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

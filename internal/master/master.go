@@ -312,6 +312,17 @@ func (m *Master) setup() error {
 	if err := m.makeDirs(cfg); err != nil {
 		return err
 	}
+	// Certificate files are opened again for keys at every (re)start; check
+	// them now so a bad path fails the start instead of keys' provisioning.
+	for i, c := range cfg.Static.TLS.Certificates {
+		for key, path := range map[string]string{"cert_file": c.CertFile, "key_file": c.KeyFile} {
+			f, err := openNoFollow(path)
+			if err != nil {
+				return fmt.Errorf("%s: tls.certificate[%d].%s: %w", cfg.Path, i, key, err)
+			}
+			f.Close()
+		}
+	}
 
 	for _, ls := range cfg.Static.ListenerList() {
 		bl, err := bind(ls.Kind, ls.Addr, cfg.Path)
