@@ -99,6 +99,19 @@ func TestLocalserveNonRoot(t *testing.T) {
 	if !strings.Contains(out.String(), "not isolated") {
 		t.Errorf("localserve as non-root does not say once that roles are not isolated:\n%s", out)
 	}
+	// TLS through moxd-keys, verified against localserve's own CA.
+	ca := filepath.Join(dir, "ls", "data", "localca.pem")
+	for _, c := range [][]string{
+		{"-starttls", "smtp", "-connect", listenerAddr(st, "submission")},
+		{"-connect", listenerAddr(st, "submissions")},
+	} {
+		args := append([]string{"s_client", "-brief", "-verify_return_error", "-CAfile", ca, "-verify_hostname", "localhost"}, c...)
+		cmd := exec.Command("openssl", args...)
+		cmd.Stdin = strings.NewReader("QUIT\r\n")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Verification: OK") {
+			t.Errorf("openssl %v against localserve: %v\n%s", c, err, out)
+		}
+	}
 	// The command the banner prints works.
 	moxctl := exec.Command(filepath.Join(binDir, "moxctl"), "-f", conf, "status")
 	if uid != uint32(os.Getuid()) {

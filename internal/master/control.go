@@ -84,7 +84,7 @@ func (m *Master) serveControl(ln *net.UnixListener, adminGID int) {
 // allowed checks the peer's credentials: root, master's own uid (localserve),
 // or a member of admin_group.
 func (m *Master) allowed(c *net.UnixConn, adminGID int) error {
-	uid, gid, err := peerCred(c)
+	uid, gid, groups, err := peerCred(c)
 	if err != nil {
 		return fmt.Errorf("peer credentials: %w", err)
 	}
@@ -92,7 +92,7 @@ func (m *Master) allowed(c *net.UnixConn, adminGID int) error {
 		return nil
 	}
 	if adminGID >= 0 {
-		if gid == uint32(adminGID) {
+		if gid == uint32(adminGID) || slices.Contains(groups, uint32(adminGID)) {
 			return nil
 		}
 		if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {

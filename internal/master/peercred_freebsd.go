@@ -8,10 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func peerCred(c *net.UnixConn) (uid, gid uint32, err error) {
+// peerCred returns the peer's uid, its first group and its other groups
+// (xucred lists up to 16).
+func peerCred(c *net.UnixConn) (uid, gid uint32, groups []uint32, err error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	var xu *unix.Xucred
 	var serr error
@@ -22,7 +24,8 @@ func peerCred(c *net.UnixConn) (uid, gid uint32, err error) {
 		err = serr
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	return xu.Uid, xu.Groups[0], nil
+	n := max(0, min(int(xu.Ngroups), len(xu.Groups)))
+	return xu.Uid, xu.Groups[0], xu.Groups[1:max(n, 1)], nil
 }

@@ -16,10 +16,12 @@ type sockpeercred struct {
 	pid int32
 }
 
-func peerCred(c *net.UnixConn) (uid, gid uint32, err error) {
+// peerCred returns the peer's uid and gid; OpenBSD does not report the
+// supplementary groups, so the caller consults the user database.
+func peerCred(c *net.UnixConn) (uid, gid uint32, groups []uint32, err error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	var pc sockpeercred
 	var serr error
@@ -34,7 +36,7 @@ func peerCred(c *net.UnixConn) (uid, gid uint32, err error) {
 		err = serr
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	return pc.uid, pc.gid, nil
+	return pc.uid, pc.gid, nil, nil
 }
