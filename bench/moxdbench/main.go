@@ -119,6 +119,39 @@ func startInstance(dir, conf string) (*instance, error) {
 	return &instance{dir: dir, conf: conf, cmd: cmd, log: log}, nil
 }
 
+// readyInstance starts moxd on a new config and waits until every role is
+// ready; it returns the status and a pool trusting the local CA.
+func readyInstance() (*instance, ctl.Status, *x509.CertPool, error) {
+	dir, conf, err := newConfig()
+	if err != nil {
+		return nil, ctl.Status{}, nil, err
+	}
+	in, err := startInstance(dir, conf)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, ctl.Status{}, nil, err
+	}
+	st, err := in.waitReady()
+	if err != nil {
+		in.cleanup()
+		return nil, ctl.Status{}, nil, err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "data", "localca.pem"))
+	if err != nil {
+		in.cleanup()
+		return nil, ctl.Status{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return in, st, pool, nil
+}
+
+// cleanup stops moxd and removes its directory.
+func (in *instance) cleanup() {
+	in.stop()
+	os.RemoveAll(in.dir)
+}
+
 func (in *instance) status() (ctl.Status, error) {
 	var st ctl.Status
 	err := ctl.Do(ctl.SocketPath(filepath.Join(in.dir, "run")), ctl.Request{Cmd: "status"}, &st, 10*time.Second)
@@ -215,26 +248,12 @@ func handshakeRate(target string, pool *x509.CertPool) (float64, error) {
 
 // benchTLS is P5.
 func benchTLS() error {
-	dir, conf, err := newConfig()
+	in, st, pool, err := readyInstance()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	in, err := startInstance(dir, conf)
-	if err != nil {
-		return err
-	}
-	defer in.stop()
-	st, err := in.waitReady()
-	if err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "data", "localca.pem"))
-	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
+	defer in.cleanup()
+	dir := in.dir
 
 	// The peer: this same program serving TLS with the same certificate and
 	// key loaded in its own process (as root the bench can read keys/).
@@ -337,20 +356,11 @@ func serveTLS(args []string) error {
 
 // benchRestart: kill -9 smtp, time to the next greeting on its listener.
 func benchRestart() error {
-	dir, conf, err := newConfig()
+	in, st, _, err := readyInstance()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	in, err := startInstance(dir, conf)
-	if err != nil {
-		return err
-	}
-	defer in.stop()
-	st, err := in.waitReady()
-	if err != nil {
-		return err
-	}
+	defer in.cleanup()
 	target := addr(st, "smtp")
 	var times []float64
 	for i := 0; i < *repeat; i++ {
@@ -402,26 +412,14 @@ func greet(target string, useTLS bool, pool *x509.CertPool) (string, error) {
 // The first start creates keys (DKIM RSA, local CA); the measured starts are
 // later ones on the same data, as after a reboot.
 func benchColdstart() error {
-	dir, conf, err := newConfig()
+	// The first start creates the keys; it is not measured.
+	first, _, pool, err := readyInstance()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	in, err := startInstance(dir, conf)
-	if err != nil {
-		return err
-	}
-	if _, err := in.waitReady(); err != nil {
-		in.stop()
-		return err
-	}
-	in.stop()
-	caPEM, err := os.ReadFile(filepath.Join(dir, "data", "localca.pem"))
-	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
+	first.stop()
+	defer os.RemoveAll(first.dir)
+	dir, conf := first.dir, first.conf
 
 	var times []float64
 	for i := 0; i < *repeat; i++ {
