@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -214,9 +215,23 @@ func TestDaemon(t *testing.T) {
 	if sid, err := sessionID(pid); err != nil || sid != pid {
 		t.Errorf("daemon session id %d (%v), want its own session %d", sid, err, pid)
 	}
+	// A session open during stop is drained: it gets a 421, not a reset.
+	sess, err := net.DialTimeout("tcp", listenerAddr(st, "smtp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	sess.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(sess)
+	if g, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(g, "220 ") {
+		t.Fatalf("greeting: %q, %v", g, err)
+	}
 	moxctl := exec.Command(filepath.Join(binDir, "moxctl"), "-f", conf, "stop")
 	if out, err := moxctl.CombinedOutput(); err != nil {
 		t.Fatalf("moxctl stop: %v\n%s", err, out)
+	}
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "421 4.3.2") {
+		t.Errorf("open session during stop got %q, %v; want 421 4.3.2", l, err)
 	}
 	waitNoProcs(t, base, base+7)
 	deadline := time.Now().Add(10 * time.Second)
@@ -270,4 +285,32 @@ func sessionID(pid int) (int, error) {
 	var sid int
 	_, err = fmt.Sscanf(f[3], "%d", &sid)
 	return sid, err
+}
+
+// TestWorkerByHand: a worker binary started by hand refuses clearly: as root
+// always, and otherwise because it has no channel to master.
+func TestWorkerByHand(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		uid  uint32
+		want string
+	}{
+		{"as root", 0, "refusing to run as root"},
+		{"as a user", 64299, "started by moxd-master"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.uid == 0 {
+				needRoot(t)
+			}
+			cmd := exec.Command(filepath.Join(binDir, "moxd-smtp"), "smtp")
+			if os.Geteuid() == 0 && c.uid != 0 {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.uid, Groups: []uint32{}}}
+			}
+			cmd.Dir = "/"
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) {
+				t.Errorf("moxd-smtp by hand: %v\n%s\nwant a failure saying %q", err, out, c.want)
+			}
+		})
+	}
 }
