@@ -12,7 +12,7 @@ VERSION ?= dev
 LDFLAGS := -X moxd/internal/version.buildID=$(BUILDID) -X moxd/internal/version.Version=$(VERSION)
 BINARIES := moxd-master moxd-keys moxd-store moxd-queue moxd-smtp moxd-imap moxd-web moxctl
 
-.PHONY: all build run test test-unit test-integration bench fuzz vet fmt check clean
+.PHONY: all build run test test-race bench fuzz vet clean
 
 all: build
 
@@ -25,6 +25,10 @@ run: build
 
 test: build vet
 	$(GO) test $(GOFLAGS_P) -count=1 ./...
+
+# The integration tests with race-detector builds of every binary.
+test-race: build
+	MOXD_RACE=1 $(GO) test $(GOFLAGS_P) -race -count=1 ./...
 
 vet:
 	@test -z "$$(gofmt -l cmd internal)" || { echo "gofmt needed:"; gofmt -l cmd internal; exit 1; }

@@ -70,7 +70,12 @@ func buildBinaries(dir, id string, pkgs ...string) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"build", "-p", "2", "-trimpath", "-ldflags", "-X moxd/internal/version.buildID=" + id, "-o", dir + "/"}, pkgs...)
+	args := []string{"build", "-p", "2", "-trimpath", "-ldflags", "-X moxd/internal/version.buildID=" + id, "-o", dir + "/"}
+	if os.Getenv("MOXD_RACE") != "" {
+		// make test-race: the binaries themselves run under the race detector.
+		args = append(args, "-race")
+	}
+	args = append(args, pkgs...)
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"moxd/internal/config"
 	"moxd/internal/ctl"
@@ -20,6 +22,10 @@ import (
 
 // DefaultConfig is the config file used without -f.
 const DefaultConfig = "/etc/moxd/moxd.conf"
+
+// daemonStartWait bounds how long "moxd-master" without -d waits for the
+// daemon to report that every role is ready.
+const daemonStartWait = 5 * time.Minute
 
 // envDaemonChild marks the re-executed daemon process.
 const envDaemonChild = "MOXD_DAEMON_CHILD"
@@ -138,7 +144,14 @@ func daemonize(stderr io.Writer) int {
 		return ExitFailed
 	}
 	p.Release()
-	msg, _ := io.ReadAll(io.LimitReader(rd, 64*1024))
+	// Wait for the daemon's word, but not forever: a role that never gets
+	// ready keeps the daemon retrying in the background.
+	rd.SetReadDeadline(time.Now().Add(daemonStartWait))
+	msg, err := io.ReadAll(io.LimitReader(rd, 64*1024))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		fmt.Fprintf(stderr, "moxd-master: not all roles were ready after %s; moxd keeps trying in the background: see the mail log and \"moxctl status\"\n", daemonStartWait)
+		return ExitFailed
+	}
 	s := string(msg)
 	if s == "ok\n" {
 		return ExitOK
@@ -153,22 +166,23 @@ func daemonize(stderr io.Writer) int {
 // daemonChild is the detached master. fd 3 is the pipe to the waiting parent.
 func daemonChild(path string, verbose bool) int {
 	report := os.NewFile(3, "daemon-report")
-	out, err := NewSyslogOutput()
-	if err != nil {
-		fmt.Fprintf(report, "%v\n", err)
-		return ExitFailed
-	}
-	var pidfile string
-	reported := false
-	onReady := func(s Snapshot) {
-		if !reported {
-			reported = true
-			fmt.Fprintf(report, "ok\n")
+	// Whoever claims the pipe first reports: "ok" once all roles are ready,
+	// or the reason the start failed.
+	var reported atomic.Bool
+	say := func(msg string) {
+		if reported.CompareAndSwap(false, true) {
+			fmt.Fprint(report, msg)
 			report.Close()
 		}
 	}
+	out, err := NewSyslogOutput()
+	if err != nil {
+		say(err.Error() + "\n")
+		return ExitFailed
+	}
 	level := new(slog.LevelVar)
 	log := slog.New(mlog.NewHandler(out.Writer(), mlog.Options{Level: level}))
+	var pidfile string
 	if cfg, err := config.LoadStatic(path); err == nil {
 		pidfile = filepath.Join(cfg.RunDir, "moxd.pid")
 	}
@@ -178,13 +192,13 @@ func daemonChild(path string, verbose bool) int {
 		Log:        log,
 		Level:      level,
 		WorkerLog:  out.Line,
-		OnReady: func(s Snapshot) {
+		OnReady: func(Snapshot) {
 			if pidfile != "" {
 				if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 					log.Error("write pid file", "err", err)
 				}
 			}
-			onReady(s)
+			say("ok\n")
 		},
 	})
 	if pidfile != "" {
@@ -192,14 +206,12 @@ func daemonChild(path string, verbose bool) int {
 	}
 	if err != nil {
 		log.Error("moxd-master: " + err.Error())
-		if !reported {
-			fmt.Fprintf(report, "%v\n", err)
-		}
+		say(err.Error() + "\n")
 		if code == ExitOK {
 			code = ExitFailed
 		}
-	} else if !reported {
-		fmt.Fprintf(report, "stopped before all roles were ready; see the mail log\n")
+	} else {
+		say("stopped before all roles were ready; see the mail log\n")
 	}
 	return code
 }

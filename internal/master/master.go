@@ -155,10 +155,10 @@ func deps(r ipc.Role) []ipc.Role {
 		return []ipc.Role{ipc.RoleKeys}
 	case ipc.RoleQueue:
 		return []ipc.Role{ipc.RoleKeys, ipc.RoleStore}
-	case ipc.RoleSMTP, ipc.RoleSubmission, ipc.RoleWeb:
+	case ipc.RoleSMTP, ipc.RoleSubmission, ipc.RoleIMAP, ipc.RoleWeb:
+		// imap needs no queue, but network roles start only when the whole
+		// back end is up, so the start order is the same on every machine.
 		return []ipc.Role{ipc.RoleKeys, ipc.RoleStore, ipc.RoleQueue}
-	case ipc.RoleIMAP:
-		return []ipc.Role{ipc.RoleKeys, ipc.RoleStore}
 	}
 	return nil
 }
