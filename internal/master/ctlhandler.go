@@ -86,6 +86,9 @@ func (m *Master) ctlHandler(p *proc, gen uint64) ipc.Handler {
 	})
 }
 
+// violationWindow limits restarts on violation reports; see violation.
+const violationWindow = time.Minute
+
 // violation: a worker reports that a peer broke the IPC protocol. The peer
 // is restarted; its fresh process gets fresh channels.
 func (m *Master) violation(reporter *proc, gen uint64, peer ipc.Role, reason string) {
@@ -100,6 +103,16 @@ func (m *Master) violation(reporter *proc, gen uint64, peer ipc.Role, reason str
 	if q.state == stateDown || time.Since(q.startedAt) < readyStable {
 		return // already restarting
 	}
+	// A compromised worker must not be able to keep another role (say,
+	// store, and with it every IMAP session) restarting: at most one
+	// restart per reporter and peer per violationWindow. The reporter has
+	// closed its channel to the peer anyway.
+	key := [2]ipc.Role{reporter.role, peer}
+	if last, ok := m.violations[key]; ok && time.Since(last) < violationWindow {
+		m.log.Warn("repeated protocol violation report ignored", "role", peer.String(), "reported_by", reporter.role.String(), "reason", reason, "window", violationWindow)
+		return
+	}
+	m.violations[key] = time.Now()
 	m.log.Error("peer broke the IPC protocol; restarting it", "role", peer.String(), "reported_by", reporter.role.String(), "reason", reason)
 	q.killReason = "protocol violation reported by " + reporter.role.String()
 	m.kill(q)

@@ -144,6 +144,8 @@ type Master struct {
 
 	reloadMu sync.Mutex // one reload at a time
 
+	violations map[[2]ipc.Role]time.Time // last restart on a violation report, by reporter and peer; loop only
+
 	levelsMu sync.Mutex
 	levels   map[ipc.Role]slog.Level
 }
@@ -184,6 +186,8 @@ func Run(ctx context.Context, opts Options) (int, error) {
 		loop:    make(chan func(), 256),
 		stopped: make(chan struct{}),
 		levels:  map[ipc.Role]slog.Level{},
+
+		violations: map[[2]ipc.Role]time.Time{},
 	}
 	if err := m.setup(); err != nil {
 		m.closeListeners()
