@@ -254,6 +254,9 @@ func fetchCounters(ctx context.Context, conn *ipc.Conn) ([]ctl.Counter, error) {
 func (m *Master) Reload() (ctl.ReloadResult, error) {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
+	// systemd's Type=notify-reload wants the monotonic time with RELOADING.
+	m.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	defer m.notify.send("READY=1")
 	var res ctl.ReloadResult
 	old := m.config()
 	cfg, err := config.Load(old.Path)

@@ -144,6 +144,8 @@ type Master struct {
 
 	reloadMu sync.Mutex // one reload at a time
 
+	notify *notifier // service manager (sd_notify), nil if none
+
 	violations map[[2]ipc.Role]time.Time // last restart on a violation report, by reporter and peer; loop only
 
 	levelsMu sync.Mutex
@@ -188,6 +190,7 @@ func Run(ctx context.Context, opts Options) (int, error) {
 		levels:  map[ipc.Role]slog.Level{},
 
 		violations: map[[2]ipc.Role]time.Time{},
+		notify:     newNotifier(),
 	}
 	if err := m.setup(); err != nil {
 		m.closeListeners()
@@ -792,6 +795,9 @@ func (m *Master) afterReady() {
 	}
 	m.coldStart = false
 	m.log.Info("all roles ready", "startup", time.Since(m.coldSince).Round(time.Millisecond))
+	if err := m.notify.send(fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=all roles ready", os.Getpid())); err != nil {
+		m.log.Error("tell the service manager", "err", err)
+	}
 	if m.opts.OnReady != nil {
 		st := m.snapshot()
 		go m.opts.OnReady(st)
@@ -805,6 +811,7 @@ func (m *Master) Stop(code int, reason string) {
 		m.post(func() {
 			m.stopping = true
 			m.log.Info("stopping", "reason", reason)
+			m.notify.send("STOPPING=1")
 			for _, p := range m.procs {
 				if p.timer != nil {
 					p.timer.Stop()
