@@ -14,6 +14,10 @@
 // moxd's own because it must work from stored keys only, hide whether an
 // account exists and bound every message size.
 //
+// Also here, for store: login-failure limits per IP prefix and per (prefix,
+// account) without account-wide lockout (limits.go), and session tokens bound
+// to a role and channel generation (tokens.go).
+//
 // Passwords are used as the UTF-8 bytes the user typed, without SASLprep or
 // PRECIS normalization (those need tables moxd does not carry). ASCII
 // passwords behave as every client expects; a password with characters that a
