@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"moxd/internal/datadir"
 )
 
 // Dir is the keys directory (DATA/keys): a directory of mode 0700 owned by the
@@ -46,7 +48,7 @@ func OpenDir(path string) (*Dir, error) {
 	}
 	path = filepath.Clean(path)
 	uid := os.Geteuid()
-	if err := checkDir(path, uid); err != nil {
+	if err := datadir.CheckOwned(path, uid); err != nil {
 		return nil, fmt.Errorf("open keys directory: %w", err)
 	}
 	return &Dir{path: path, uid: uid, now: time.Now}, nil
@@ -55,55 +57,6 @@ func OpenDir(path string) (*Dir, error) {
 // Path returns the directory's path as given to OpenDir, cleaned.
 func (d *Dir) Path() string {
 	return d.path
-}
-
-// checkDir verifies that path is a real directory (not a symlink), mode 0700,
-// owned by uid. Each failure says how to fix it.
-func checkDir(path string, uid int) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s does not exist; create it with mode 0700 owned by uid %d", path, uid)
-	} else if err != nil {
-		return err
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		return fmt.Errorf("%s is a symlink; use the real directory's path or replace the link with a directory (mode 0700, owner uid %d)", path, uid)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory (mode %v); move it away and create a directory with mode 0700 owned by uid %d", path, fi.Mode(), uid)
-	}
-	if m := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); m != 0o700 {
-		return fmt.Errorf("%s has mode %#o, want exactly 0700; run chmod 0700 %s", path, uint32(m.Perm())|specialBits(m), path)
-	}
-	if owner, ok := fileUID(fi); !ok {
-		return fmt.Errorf("%s: cannot determine owner", path)
-	} else if owner != uid {
-		return fmt.Errorf("%s is owned by uid %d, want uid %d (the keys process); run chown %d %s", path, owner, uid, uid, path)
-	}
-	return nil
-}
-
-// specialBits renders setuid, setgid and sticky as their octal digits.
-func specialBits(m fs.FileMode) uint32 {
-	var b uint32
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
-
-func fileUID(fi fs.FileInfo) (int, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return int(st.Uid), true
 }
 
 // subdir returns d/rel..., creating missing components with mode 0700 and
@@ -122,7 +75,7 @@ func (d *Dir) subdir(rel ...string) (string, error) {
 				return "", err
 			}
 		}
-		if err := checkDir(p, d.uid); err != nil {
+		if err := datadir.CheckOwned(p, d.uid); err != nil {
 			return "", err
 		}
 	}
@@ -220,4 +173,12 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+func fileUID(fi fs.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }
