@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -73,17 +72,7 @@ func FuzzParse(f *testing.F) {
 			if err := checkTree(msg, p, 0, int64(len(data)), 0); err != nil {
 				t.Fatal(err)
 			}
-			b, err := p.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
-			}
-			q, err := UnmarshalPart(b)
-			if err != nil {
-				t.Fatalf("unmarshal: %v", err)
-			}
-			if !reflect.DeepEqual(p, q) {
-				t.Fatalf("round trip differs\ngot  %+v\nwant %+v", q, p)
-			}
+			checkRoundTrip(t, p)
 		}
 	})
 }

@@ -35,19 +35,26 @@ x
 	return parseString(t, msg, DefaultLimits())
 }
 
+// checkRoundTrip fails t unless p survives MarshalBinary and UnmarshalPart
+// unchanged.
+func checkRoundTrip(t testing.TB, p *Part) {
+	t.Helper()
+	b, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := UnmarshalPart(b)
+	if err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	if !reflect.DeepEqual(p, q) {
+		t.Fatalf("round trip differs\ngot  %+v\nwant %+v", q, p)
+	}
+}
+
 func TestMarshalRoundTrip(t *testing.T) {
 	for _, p := range []*Part{sampleTree(t), {}, {MediaType: "text", Truncated: true, Parts: []*Part{{End: 5}}}} {
-		b, err := p.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := UnmarshalPart(b)
-		if err != nil {
-			t.Fatalf("unmarshal: %v", err)
-		}
-		if !reflect.DeepEqual(p, q) {
-			t.Errorf("round trip differs\ngot  %+v\nwant %+v", q, p)
-		}
+		checkRoundTrip(t, p)
 	}
 }
 
