@@ -139,8 +139,10 @@ type Master struct {
 	exitCode  atomic.Int32
 	stopped   chan struct{}
 	coldStart bool
-	coldSince time.Time
-	localCA   []byte
+	// recheckArmed: a cold-start re-check of pending roles is scheduled.
+	recheckArmed bool
+	coldSince    time.Time
+	localCA      []byte
 
 	reloadMu sync.Mutex // one reload at a time
 
@@ -496,9 +498,16 @@ func (m *Master) startPending() {
 		}
 		m.start(p)
 	}
-	// Re-check after depWait in case a dependency never gets ready.
-	if m.coldStart {
-		time.AfterFunc(depWait, func() { m.post(m.startPending) })
+	// Re-check after depWait in case a dependency never gets ready: one
+	// pending re-check at a time, however often ready events call this.
+	if m.coldStart && !m.recheckArmed {
+		m.recheckArmed = true
+		time.AfterFunc(depWait, func() {
+			m.post(func() {
+				m.recheckArmed = false
+				m.startPending()
+			})
+		})
 	}
 }
 
