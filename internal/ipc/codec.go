@@ -29,13 +29,16 @@ var ErrClosed = errors.New("ipc: channel closed")
 
 // Error codes carried in ErrorReply.
 const (
-	CodeFailed        uint16 = 1 // the request was valid but handling it failed
-	CodeBusy          uint16 = 2 // every handler slot was taken; try again later
-	CodeDenied        uint16 = 3 // the peer may not ask for this
-	CodeNotFound      uint16 = 4 // the named object does not exist
-	CodeBadRequest    uint16 = 5 // the request's fields make no sense
-	CodeUnavailable   uint16 = 6 // the service is not ready (yet), e.g. during a restart
-	CodeBuildMismatch uint16 = 7 // the worker was built from other sources than master
+	CodeFailed        uint16 = 1  // the request was valid but handling it failed
+	CodeBusy          uint16 = 2  // every handler slot was taken; try again later
+	CodeDenied        uint16 = 3  // the peer may not ask for this
+	CodeNotFound      uint16 = 4  // the named object does not exist
+	CodeBadRequest    uint16 = 5  // the request's fields make no sense
+	CodeUnavailable   uint16 = 6  // the service is not ready (yet), e.g. during a restart
+	CodeBuildMismatch uint16 = 7  // the worker was built from other sources than master
+	CodeExists        uint16 = 8  // the object to create exists already
+	CodeOverQuota     uint16 = 9  // the account's quota would be exceeded
+	CodeStale         uint16 = 10 // the caller's view is outdated (UIDVALIDITY changed): re-read and retry
 )
 
 // MaxErrorMessage bounds ErrorReply.Message, in bytes.
@@ -67,6 +70,12 @@ func codeName(c uint16) string {
 		return "unavailable"
 	case CodeBuildMismatch:
 		return "build mismatch"
+	case CodeExists:
+		return "exists"
+	case CodeOverQuota:
+		return "over quota"
+	case CodeStale:
+		return "stale"
 	}
 	return fmt.Sprintf("code %d", c)
 }
@@ -404,4 +413,17 @@ func (d *Decoder) Count(max int) int {
 		return 0
 	}
 	return n
+}
+
+// Bytes32 writes a fixed 32-byte value such as a session token.
+func (e *Encoder) Bytes32(v [32]byte) {
+	if b := e.grow(32); b != nil {
+		copy(b, v[:])
+	}
+}
+
+// Bytes32 reads a fixed 32-byte value.
+func (d *Decoder) Bytes32() (v [32]byte) {
+	copy(v[:], d.take(32))
+	return v
 }

@@ -68,6 +68,10 @@ var matrix = [...]Rule{
 	{RoleWeb, RoleStore, FamSession, yes, yes},
 	{RoleQueue, RoleStore, FamSession, no, no},
 
+	// Store tells imap and web what changed, as events only.
+	{RoleStore, RoleIMAP, FamEvents, no, no},
+	{RoleStore, RoleWeb, FamEvents, no, no},
+
 	// Submission. The port-25 instance (smtp) has no submit edge.
 	{RoleSubmission, RoleQueue, FamSubmit, no, yes},
 	{RoleWeb, RoleQueue, FamSubmit, no, yes},
@@ -76,6 +80,11 @@ var matrix = [...]Rule{
 	{RoleSMTP, RoleQueue, FamReports, no, no},
 
 	{RoleWeb, RoleQueue, FamQueueAdmin, no, no},
+
+	// Master relays moxctl's account administration to store, with the
+	// files moxctl opened (imports, local delivery) and the pipe or backup
+	// directory store writes into.
+	{RoleMaster, RoleStore, FamStoreAdmin, yes, no},
 }
 
 // Matrix returns the allow-matrix, one rule per edge, family and direction.

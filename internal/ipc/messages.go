@@ -74,6 +74,7 @@ const (
 	TypeGetListeners  MsgType = 0x0103
 	TypeReady         MsgType = 0x0104
 	TypeViolation     MsgType = 0x0105
+	TypeProgress      MsgType = 0x0106
 	TypeHelloReply    MsgType = 0x0181
 	TypeConfigChunk   MsgType = 0x0182
 	TypeListenerBatch MsgType = 0x0183
@@ -104,6 +105,71 @@ const (
 
 	TypeDKIMSign      MsgType = 0x0501
 	TypeDKIMSignature MsgType = 0x0581
+
+	TypeRcptCheck     MsgType = 0x0601
+	TypeNewBody       MsgType = 0x0602
+	TypeDeliver       MsgType = 0x0603
+	TypeReleaseBody   MsgType = 0x0604
+	TypeRcptResult    MsgType = 0x0681
+	TypeBodyPipe      MsgType = 0x0682
+	TypeDeliverResult MsgType = 0x0683
+
+	// session: authentication (0x0701-0x071f, 0x0781-0x079f)
+	TypeAuthStart    MsgType = 0x0701
+	TypeAuthContinue MsgType = 0x0702
+	TypeAuthAbort    MsgType = 0x0703
+	TypeTokenCheck   MsgType = 0x0704
+	TypeTokenRevoke  MsgType = 0x0705
+	TypeAuthStep     MsgType = 0x0781
+	TypeTokenInfo    MsgType = 0x0782
+
+	// session: mailboxes and messages (0x0701-0x071f and 0x0781-0x079f
+	// are authentication).
+	TypeSessionOpen    MsgType = 0x0720
+	TypeSessionClose   MsgType = 0x0721
+	TypeMailboxGet     MsgType = 0x0722
+	TypeMailboxPageReq MsgType = 0x0723
+	TypeMailboxChange  MsgType = 0x0724
+	TypeMessagesReq    MsgType = 0x0725
+	TypeMessageOpen    MsgType = 0x0726
+	TypeFlagsStore     MsgType = 0x0727
+	TypeCopyMessages   MsgType = 0x0728
+	TypeExpunge        MsgType = 0x0729
+	TypeAppend         MsgType = 0x072a
+	TypeChangesReq     MsgType = 0x072b
+	TypeSearch         MsgType = 0x072c
+	TypeSessionInfo    MsgType = 0x07a0
+	TypeMailboxReply   MsgType = 0x07a2
+	TypeMailboxPage    MsgType = 0x07a3
+	TypeMessageBatch   MsgType = 0x07a5
+	TypeMessageFile    MsgType = 0x07a6
+	TypeFlagsStored    MsgType = 0x07a7
+	TypeCopyResult     MsgType = 0x07a8
+	TypeExpunged       MsgType = 0x07a9
+	TypeAppended       MsgType = 0x07aa
+	TypeChangesReply   MsgType = 0x07ab
+	TypeSearchResult   MsgType = 0x07ac
+
+	TypeMailboxChanged MsgType = 0x0c01
+	TypeResync         MsgType = 0x0c02
+
+	TypeAccountPassword   MsgType = 0x0b01
+	TypeAccountRemove     MsgType = 0x0b02
+	TypeAccountUsage      MsgType = 0x0b03
+	TypeMailboxList       MsgType = 0x0b04
+	TypeImportBegin       MsgType = 0x0b05
+	TypeImportMbox        MsgType = 0x0b06
+	TypeImportFiles       MsgType = 0x0b07
+	TypeImportEnd         MsgType = 0x0b08
+	TypeExport            MsgType = 0x0b09
+	TypeBackup            MsgType = 0x0b0a
+	TypeLocalDeliver      MsgType = 0x0b0b
+	TypeAccountUsageReply MsgType = 0x0b83
+	TypeMailboxNames      MsgType = 0x0b84
+	TypeImportResult      MsgType = 0x0b88
+	TypeExportResult      MsgType = 0x0b89
+	TypeBackupResult      MsgType = 0x0b8a
+	TypeLocalDelivered    MsgType = 0x0b8b
 )
 
 // messageTable is the one place that says what every message type is.
@@ -121,6 +187,7 @@ var messageTable = map[MsgType]msgInfo{
 	TypeListenerBatch: {"ctl.ListenerBatch", FamCtl, kindReply, func() Message { return new(ListenerBatch) }, 0},
 	TypeReady:         {"ctl.Ready", FamCtl, kindEvent, func() Message { return new(Ready) }, 0},
 	TypeViolation:     {"ctl.Violation", FamCtl, kindEvent, func() Message { return new(Violation) }, 0},
+	TypeProgress:      {"ctl.Progress", FamCtl, kindEvent, func() Message { return new(Progress) }, 0},
 
 	TypePeerUp:       {"supervise.PeerUp", FamSupervise, kindEvent, func() Message { return new(PeerUp) }, 0},
 	TypeSetLogLevel:  {"supervise.SetLogLevel", FamSupervise, kindEvent, func() Message { return new(SetLogLevel) }, 0},
@@ -147,6 +214,70 @@ var messageTable = map[MsgType]msgInfo{
 
 	TypeDKIMSign:      {"dkim.DKIMSign", FamDKIM, kindRequest, func() Message { return new(DKIMSign) }, TypeDKIMSignature},
 	TypeDKIMSignature: {"dkim.DKIMSignature", FamDKIM, kindReply, func() Message { return new(DKIMSignature) }, 0},
+
+	TypeRcptCheck:     {"deliver.RcptCheck", FamDeliver, kindRequest, func() Message { return new(RcptCheck) }, TypeRcptResult},
+	TypeRcptResult:    {"deliver.RcptResult", FamDeliver, kindReply, func() Message { return new(RcptResult) }, 0},
+	TypeNewBody:       {"deliver.NewBody", FamDeliver, kindRequest, func() Message { return new(NewBody) }, TypeBodyPipe},
+	TypeBodyPipe:      {"deliver.BodyPipe", FamDeliver, kindReply, func() Message { return new(BodyPipe) }, 0},
+	TypeDeliver:       {"deliver.Deliver", FamDeliver, kindRequest, func() Message { return new(Deliver) }, TypeDeliverResult},
+	TypeDeliverResult: {"deliver.DeliverResult", FamDeliver, kindReply, func() Message { return new(DeliverResult) }, 0},
+	TypeReleaseBody:   {"deliver.ReleaseBody", FamDeliver, kindEvent, func() Message { return new(ReleaseBody) }, 0},
+
+	// session: authentication
+	TypeAuthStart:    {"session.AuthStart", FamSession, kindRequest, func() Message { return new(AuthStart) }, TypeAuthStep},
+	TypeAuthContinue: {"session.AuthContinue", FamSession, kindRequest, func() Message { return new(AuthContinue) }, TypeAuthStep},
+	TypeAuthStep:     {"session.AuthStep", FamSession, kindReply, func() Message { return new(AuthStep) }, 0},
+	TypeAuthAbort:    {"session.AuthAbort", FamSession, kindRequest, func() Message { return new(AuthAbort) }, TypeAck},
+	TypeTokenCheck:   {"session.TokenCheck", FamSession, kindRequest, func() Message { return new(TokenCheck) }, TypeTokenInfo},
+	TypeTokenInfo:    {"session.TokenInfo", FamSession, kindReply, func() Message { return new(TokenInfo) }, 0},
+	TypeTokenRevoke:  {"session.TokenRevoke", FamSession, kindEvent, func() Message { return new(TokenRevoke) }, 0},
+
+	// session: mailboxes and messages
+	TypeSessionOpen:    {"session.SessionOpen", FamSession, kindRequest, func() Message { return new(SessionOpen) }, TypeSessionInfo},
+	TypeSessionInfo:    {"session.SessionInfo", FamSession, kindReply, func() Message { return new(SessionInfo) }, 0},
+	TypeSessionClose:   {"session.SessionClose", FamSession, kindEvent, func() Message { return new(SessionClose) }, 0},
+	TypeMailboxGet:     {"session.MailboxGet", FamSession, kindRequest, func() Message { return new(MailboxGet) }, TypeMailboxReply},
+	TypeMailboxReply:   {"session.MailboxReply", FamSession, kindReply, func() Message { return new(MailboxReply) }, 0},
+	TypeMailboxPageReq: {"session.MailboxPageReq", FamSession, kindRequest, func() Message { return new(MailboxPageReq) }, TypeMailboxPage},
+	TypeMailboxPage:    {"session.MailboxPage", FamSession, kindReply, func() Message { return new(MailboxPage) }, 0},
+	TypeMailboxChange:  {"session.MailboxChange", FamSession, kindRequest, func() Message { return new(MailboxChange) }, TypeMailboxReply},
+	TypeMessagesReq:    {"session.MessagesReq", FamSession, kindRequest, func() Message { return new(MessagesReq) }, TypeMessageBatch},
+	TypeMessageBatch:   {"session.MessageBatch", FamSession, kindReply, func() Message { return new(MessageBatch) }, 0},
+	TypeMessageOpen:    {"session.MessageOpen", FamSession, kindRequest, func() Message { return new(MessageOpen) }, TypeMessageFile},
+	TypeMessageFile:    {"session.MessageFile", FamSession, kindReply, func() Message { return new(MessageFile) }, 0},
+	TypeFlagsStore:     {"session.FlagsStore", FamSession, kindRequest, func() Message { return new(FlagsStore) }, TypeFlagsStored},
+	TypeFlagsStored:    {"session.FlagsStored", FamSession, kindReply, func() Message { return new(FlagsStored) }, 0},
+	TypeCopyMessages:   {"session.CopyMessages", FamSession, kindRequest, func() Message { return new(CopyMessages) }, TypeCopyResult},
+	TypeCopyResult:     {"session.CopyResult", FamSession, kindReply, func() Message { return new(CopyResult) }, 0},
+	TypeExpunge:        {"session.Expunge", FamSession, kindRequest, func() Message { return new(Expunge) }, TypeExpunged},
+	TypeExpunged:       {"session.Expunged", FamSession, kindReply, func() Message { return new(Expunged) }, 0},
+	TypeAppend:         {"session.Append", FamSession, kindRequest, func() Message { return new(Append) }, TypeAppended},
+	TypeAppended:       {"session.Appended", FamSession, kindReply, func() Message { return new(Appended) }, 0},
+	TypeChangesReq:     {"session.ChangesReq", FamSession, kindRequest, func() Message { return new(ChangesReq) }, TypeChangesReply},
+	TypeChangesReply:   {"session.ChangesReply", FamSession, kindReply, func() Message { return new(ChangesReply) }, 0},
+	TypeSearch:         {"session.Search", FamSession, kindRequest, func() Message { return new(Search) }, TypeSearchResult},
+	TypeSearchResult:   {"session.SearchResult", FamSession, kindReply, func() Message { return new(SearchResult) }, 0},
+
+	TypeMailboxChanged: {"events.MailboxChanged", FamEvents, kindEvent, func() Message { return new(MailboxChanged) }, 0},
+	TypeResync:         {"events.Resync", FamEvents, kindEvent, func() Message { return new(Resync) }, 0},
+
+	TypeAccountPassword:   {"storeadmin.AccountPassword", FamStoreAdmin, kindRequest, func() Message { return new(AccountPassword) }, TypeAck},
+	TypeAccountRemove:     {"storeadmin.AccountRemove", FamStoreAdmin, kindRequest, func() Message { return new(AccountRemove) }, TypeAck},
+	TypeAccountUsage:      {"storeadmin.AccountUsage", FamStoreAdmin, kindRequest, func() Message { return new(AccountUsage) }, TypeAccountUsageReply},
+	TypeAccountUsageReply: {"storeadmin.AccountUsageReply", FamStoreAdmin, kindReply, func() Message { return new(AccountUsageReply) }, 0},
+	TypeMailboxList:       {"storeadmin.MailboxList", FamStoreAdmin, kindRequest, func() Message { return new(MailboxList) }, TypeMailboxNames},
+	TypeMailboxNames:      {"storeadmin.MailboxNames", FamStoreAdmin, kindReply, func() Message { return new(MailboxNames) }, 0},
+	TypeImportBegin:       {"storeadmin.ImportBegin", FamStoreAdmin, kindRequest, func() Message { return new(ImportBegin) }, TypeAck},
+	TypeImportMbox:        {"storeadmin.ImportMbox", FamStoreAdmin, kindRequest, func() Message { return new(ImportMbox) }, TypeAck},
+	TypeImportFiles:       {"storeadmin.ImportFiles", FamStoreAdmin, kindRequest, func() Message { return new(ImportFiles) }, TypeAck},
+	TypeImportEnd:         {"storeadmin.ImportEnd", FamStoreAdmin, kindRequest, func() Message { return new(ImportEnd) }, TypeImportResult},
+	TypeImportResult:      {"storeadmin.ImportResult", FamStoreAdmin, kindReply, func() Message { return new(ImportResult) }, 0},
+	TypeExport:            {"storeadmin.Export", FamStoreAdmin, kindRequest, func() Message { return new(Export) }, TypeExportResult},
+	TypeExportResult:      {"storeadmin.ExportResult", FamStoreAdmin, kindReply, func() Message { return new(ExportResult) }, 0},
+	TypeBackup:            {"storeadmin.Backup", FamStoreAdmin, kindRequest, func() Message { return new(Backup) }, TypeBackupResult},
+	TypeBackupResult:      {"storeadmin.BackupResult", FamStoreAdmin, kindReply, func() Message { return new(BackupResult) }, 0},
+	TypeLocalDeliver:      {"storeadmin.LocalDeliver", FamStoreAdmin, kindRequest, func() Message { return new(LocalDeliver) }, TypeLocalDelivered},
+	TypeLocalDelivered:    {"storeadmin.LocalDelivered", FamStoreAdmin, kindReply, func() Message { return new(LocalDelivered) }, 0},
 }
 
 func lookupType(t MsgType) (msgInfo, bool) {

@@ -147,3 +147,24 @@ func (m *Violation) Decode(d *Decoder) {
 	m.Peer = d.Role()
 	m.Reason = d.StringMax(MaxTextLen)
 }
+
+// Progress reports how far a long store administration job (an import)
+// has come, so master can show it to the waiting moxctl. An event.
+type Progress struct {
+	Job      uint64
+	Messages uint64
+	Bytes    uint64
+}
+
+func (*Progress) Type() MsgType { return TypeProgress }
+func (*Progress) FDs() int      { return 0 }
+func (m *Progress) Encode(e *Encoder) {
+	e.Uint64(m.Job)
+	e.Uint64(m.Messages)
+	e.Uint64(m.Bytes)
+}
+func (m *Progress) Decode(d *Decoder) {
+	m.Job = d.Uint64()
+	m.Messages = d.Uint64()
+	m.Bytes = d.Uint64()
+}

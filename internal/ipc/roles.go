@@ -105,6 +105,8 @@ const (
 	FamSubmit     Family = 8  // submission -> queue, web -> queue: message submission
 	FamReports    Family = 9  // smtp -> queue: DMARC evaluations
 	FamQueueAdmin Family = 10 // web -> queue: queue administration
+	FamStoreAdmin Family = 11 // master -> store: passwords, account removal, import, export, backup, local delivery
+	FamEvents     Family = 12 // store -> imap, web: coalesced mailbox change events
 )
 
 var familyNames = [...]string{
@@ -119,6 +121,8 @@ var familyNames = [...]string{
 	FamSubmit:     "submit",
 	FamReports:    "reports",
 	FamQueueAdmin: "queueadmin",
+	FamStoreAdmin: "storeadmin",
+	FamEvents:     "events",
 }
 
 // String returns the family's short name, used in message names and docs.

@@ -65,6 +65,10 @@ type Role struct {
 	// Inline are request types from peers served on the channel's reader
 	// goroutine (short CPU-bound work such as signatures); see ipc.Options.
 	Inline []ipc.MsgType
+	// MaxHandlers is the number of requests from one peer served at once
+	// (0: the ipc default). Store raises it: a failed login holds its
+	// handler through the failure delay.
+	MaxHandlers int
 }
 
 // Worker is the running worker's connection to master and peers.
@@ -83,9 +87,11 @@ type Worker struct {
 	handlers  map[ipc.Role]ipc.Handler
 	status    func() []ipc.Counter
 	reload    func(ctx context.Context) error
+	closed    func(p ipc.Role, gen uint64)
 	readyOnce sync.Once
 
 	inline       []ipc.MsgType
+	maxHandlers  int
 	shutdown     context.CancelFunc
 	shutdownOnce sync.Once
 	grace        chan time.Duration
@@ -125,14 +131,15 @@ func run(r Role) int {
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
 
 	w := &Worker{
-		Role:     r.Role,
-		Log:      log,
-		Level:    level,
-		peers:    map[ipc.Role]*peer{},
-		handlers: map[ipc.Role]ipc.Handler{},
-		grace:    make(chan time.Duration, 1),
-		done:     make(chan struct{}),
-		inline:   r.Inline,
+		Role:        r.Role,
+		Log:         log,
+		Level:       level,
+		peers:       map[ipc.Role]*peer{},
+		handlers:    map[ipc.Role]ipc.Handler{},
+		grace:       make(chan time.Duration, 1),
+		done:        make(chan struct{}),
+		inline:      r.Inline,
+		maxHandlers: r.MaxHandlers,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.shutdown = cancel
@@ -312,6 +319,32 @@ func (w *Worker) OnReload(f func(ctx context.Context) error) {
 	w.reload = f
 }
 
+// OnPeerClosed sets the function called when a channel to a peer closes,
+// with the channel's generation; store revokes what was bound to it.
+func (w *Worker) OnPeerClosed(f func(p ipc.Role, gen uint64)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = f
+}
+
+// Channel returns the peer role and generation of c when it is the
+// worker's current channel to that peer.
+func (w *Worker) Channel(c *ipc.Conn) (ipc.Role, uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for r, pe := range w.peers {
+		if pe.conn == c {
+			return r, pe.gen, true
+		}
+	}
+	return 0, 0, false
+}
+
+// NotifyMaster sends an event to master (progress of a long job).
+func (w *Worker) NotifyMaster(m ipc.Message) error {
+	return w.master.Notify(m)
+}
+
 // Violation reports to master that peer broke the protocol; master restarts it.
 func (w *Worker) Violation(p ipc.Role, reason string) {
 	if err := w.master.Notify(&ipc.Violation{Peer: p, Reason: reason}); err != nil {
@@ -469,8 +502,9 @@ func (w *Worker) peerUp(p ipc.Role, gen uint64, f *os.File) {
 			}
 			return h.ServeIPC(ctx, req)
 		}),
-		Inline: w.inline,
-		Log:    w.Log.With("peer", p.String()),
+		Inline:      w.inline,
+		MaxHandlers: w.maxHandlers,
+		Log:         w.Log.With("peer", p.String()),
 	})
 	if err != nil {
 		w.Log.Error("new peer channel", "peer", p.String(), "err", err)
@@ -499,6 +533,12 @@ func (w *Worker) peerUp(p ipc.Role, gen uint64, f *os.File) {
 		var pe *ipc.ProtocolError
 		if err := conn.Err(); errors.As(err, &pe) {
 			w.Violation(p, pe.Error())
+		}
+		w.mu.Lock()
+		f := w.closed
+		w.mu.Unlock()
+		if f != nil {
+			f(p, gen)
 		}
 	}()
 }
