@@ -1,0 +1,123 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSearch(t *testing.T) {
+	a, tmp := newAccount(t, Options{})
+	ctx := testCtx(t)
+	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	msgs := []struct {
+		text     string
+		flags    Flags
+		kw       []string
+		received time.Time
+		prefix   string
+	}{
+		// uid 1: plain text.
+		{"From: alice@example.org\r\nSubject: Quarterly report\r\nDate: Tue, 5 Mar 2024 23:30:00 -0800\r\n\r\nThe numbers are IN.\r\n",
+			FlagSeen, nil, day(2024, 3, 6).Add(10 * time.Hour), "Received: from relay.example\r\n"},
+		// uid 2: base64 text part in a multipart, encoded subject.
+		{"From: bob@example.com\r\nSubject: =?utf-8?q?Caf=C3=A9_meeting?=\r\nDate: Wed, 6 Mar 2024 09:00:00 +0000\r\n" +
+			"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+			"U2VjcmV0IFBhc3N3b3JkIGluc2lkZQ==\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nbinaryneedle\r\n--b--\r\n",
+			FlagFlagged, []string{"$Work"}, day(2024, 3, 7), ""},
+		// uid 3: quoted-printable, soft line break in the middle of a word.
+		{"From: carol@example.net\r\nSubject: hello\r\nX-Spam: yes\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+			"a long para=\r\ngraph with =C3=A9 accents\r\n",
+			0, []string{"$work"}, day(2024, 3, 8), ""},
+	}
+	var mb Mailbox
+	for _, m := range msgs {
+		res := a.Deliver(ctx, []Delivery{{Body: newBody(t, tmp, m.text), Flags: m.flags, Keywords: m.kw, Received: m.received, Prefix: []byte(m.prefix)}})
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+	}
+	mb = mustMailbox(t, a, "INBOX")
+	flagged, _ := a.Store(ctx, mb.ID, mb.UIDValidity, []UIDRange{{2, 2}}, StoreAdd, FlagAnswered, nil, 0)
+
+	tests := []struct {
+		name string
+		key  SearchKey
+		want []uint32
+	}{
+		{"all", SearchKey{Op: SearchAll}, []uint32{1, 2, 3}},
+		{"uids", SearchKey{Op: SearchUIDs, UIDs: []UIDRange{{2, 0xffffffff}}}, []uint32{2, 3}},
+		{"seen", SearchKey{Op: SearchFlag, Flags: FlagSeen}, []uint32{1}},
+		{"unseen", SearchKey{Op: SearchFlag, Flags: FlagSeen, Not: true}, []uint32{2, 3}},
+		{"keyword any case", SearchKey{Op: SearchFlag, Keyword: "$WORK"}, []uint32{2, 3}},
+		{"unkeyword", SearchKey{Op: SearchFlag, Keyword: "$work", Not: true}, []uint32{1}},
+		{"unknown keyword", SearchKey{Op: SearchFlag, Keyword: "nope"}, nil},
+		{"larger", SearchKey{Op: SearchLarger, Size: 200}, []uint32{2}},
+		{"smaller", SearchKey{Op: SearchSmaller, Size: 200}, []uint32{1, 3}},
+		{"before", SearchKey{Op: SearchBefore, Date: day(2024, 3, 7)}, []uint32{1}},
+		{"on", SearchKey{Op: SearchOn, Date: day(2024, 3, 7)}, []uint32{2}},
+		{"since", SearchKey{Op: SearchSince, Date: day(2024, 3, 7)}, []uint32{2, 3}},
+		// The Date header's own date counts, not its UTC date.
+		{"senton", SearchKey{Op: SearchSentOn, Date: day(2024, 3, 5)}, []uint32{1}},
+		{"sentsince", SearchKey{Op: SearchSentSince, Date: day(2024, 3, 6)}, []uint32{2}},
+		{"sentbefore", SearchKey{Op: SearchSentBefore, Date: day(2024, 3, 6)}, []uint32{1}},
+		{"header value", SearchKey{Op: SearchHeader, Name: "subject", Value: "REPORT"}, []uint32{1}},
+		{"header encoded word", SearchKey{Op: SearchHeader, Name: "Subject", Value: "café"}, []uint32{2}},
+		{"header present", SearchKey{Op: SearchHeader, Name: "X-Spam"}, []uint32{3}},
+		{"header in prefix", SearchKey{Op: SearchHeader, Name: "Received", Value: "relay"}, []uint32{1}},
+		{"body plain", SearchKey{Op: SearchBody, Value: "numbers are in"}, []uint32{1}},
+		{"body base64", SearchKey{Op: SearchBody, Value: "secret password"}, []uint32{2}},
+		{"body qp soft break", SearchKey{Op: SearchBody, Value: "paragraph with é"}, []uint32{3}},
+		{"body skips non-text parts", SearchKey{Op: SearchBody, Value: "binaryneedle"}, nil},
+		{"body not header", SearchKey{Op: SearchBody, Value: "alice"}, nil},
+		{"text header", SearchKey{Op: SearchText, Value: "alice"}, []uint32{1}},
+		{"text body", SearchKey{Op: SearchText, Value: "accents"}, []uint32{3}},
+		{"modseq", SearchKey{Op: SearchModSeq, ModSeq: flagged.ModSeq}, []uint32{2}},
+		{"and", SearchKey{Op: SearchAnd, Sub: []SearchKey{{Op: SearchFlag, Keyword: "$work"}, {Op: SearchBody, Value: "accents"}}}, []uint32{3}},
+		{"or", SearchKey{Op: SearchOr, Sub: []SearchKey{{Op: SearchFlag, Flags: FlagSeen}, {Op: SearchHeader, Name: "X-Spam"}}}, []uint32{1, 3}},
+		{"not body", SearchKey{Op: SearchNot, Sub: []SearchKey{{Op: SearchBody, Value: "secret"}}}, []uint32{1, 3}},
+	}
+	for _, tc := range tests {
+		got, err := a.Search(ctx, mb.ID, mb.UIDValidity, tc.key)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if _, err := a.Search(ctx, mb.ID, mb.UIDValidity, SearchKey{Op: SearchNot}); !errors.Is(err, ErrBadName) {
+		t.Errorf("malformed key: %v", err)
+	}
+	if _, err := a.Search(ctx, mb.ID, mb.UIDValidity+1, SearchKey{Op: SearchAll}); !errors.Is(err, ErrUIDValidity) {
+		t.Errorf("stale uidvalidity: %v", err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := a.Search(canceled, mb.ID, mb.UIDValidity, SearchKey{Op: SearchAll}); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled search: %v", err)
+	}
+}
+
+func TestStreamContains(t *testing.T) {
+	long := strings.Repeat("x", 200<<10) + "NeEdLe" + strings.Repeat("y", 10)
+	tests := []struct {
+		text, needle string
+		want         bool
+	}{
+		{long, "needle", true},
+		{long, "needlf", false},
+		{strings.Repeat("x", 64<<10-3) + "needle", "NEEDLE", true}, // across a read boundary
+		{"abc", "", true},
+		{"ab", "abc", false},
+	}
+	for _, tc := range tests {
+		if got := streamContains(strings.NewReader(tc.text), foldASCII([]byte(tc.needle))); got != tc.want {
+			t.Errorf("streamContains(%d bytes, %q) = %v", len(tc.text), tc.needle, got)
+		}
+	}
+}
