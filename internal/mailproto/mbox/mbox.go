@@ -1,8 +1,11 @@
-// Package mbox reads mbox files and maildir metadata for "moxctl import". It is
-// pure protocol code: it takes an io.Reader (moxctl hands the import process an
-// open file descriptor) and returns messages ready to be stored, with the flags
-// and keywords that mail clients kept in the file. It knows nothing of accounts,
-// mailboxes or processes; the role that imports wires it to storage.
+// Package mbox reads mbox files and maildir metadata for "moxctl import", and
+// writes mbox files for exports; moxd-store runs both. It is pure protocol
+// code: it takes an io.Reader (moxctl hands the import process an open file
+// descriptor) and returns messages ready to be stored, with the flags and
+// keywords that mail clients kept in the file, and its Writer turns stored
+// messages back into an mbox stream that the Reader reads losslessly. It knows
+// nothing of accounts, mailboxes or processes; the role that imports or
+// exports wires it to storage.
 //
 // The package is ours rather than a library because the standard library has no
 // mbox reader, and moxd needs properties the usual readers lack: memory bounded
@@ -26,6 +29,7 @@
 // '>'. moxd removes one '>' from every line matching ">+From ", which is exact
 // for mboxrd. For mboxo it is the best possible reading: a line that really was
 // ">From " in the original message cannot be told apart from a quoted one.
+// The Writer writes mboxrd.
 //
 // # Status headers
 //
