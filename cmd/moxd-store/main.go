@@ -9,5 +9,5 @@ import (
 )
 
 func main() {
-	worker.Main(worker.Role{Role: ipc.RoleStore, Run: storage.Run})
+	worker.Main(worker.Role{Role: ipc.RoleStore, Run: storage.Run, MaxHandlers: storage.MaxHandlers})
 }

@@ -118,7 +118,19 @@ type DKIMSelector struct {
 // Account is one [[account]] section.
 type Account struct {
 	Name      string   `toml:"name" example:"'mjl'" doc:"Account name, used for login and as a directory name: letters, digits, '.', '-', '_', at most 64 characters, not starting with '.' or '-'."`
-	Addresses []string `toml:"addresses" example:"['mjl@example.com']" doc:"Email addresses delivered to this account, \"localpart@domain\"; the domain must be configured in a [[domain]] section. An address may belong to one account only."`
+	Addresses []string `toml:"addresses" example:"['mjl@example.com', 'postmaster@example.com']" doc:"Email addresses delivered to this account, \"localpart@domain\"; the domain must be configured in a [[domain]] section. An address may belong to one account only. Every domain needs its postmaster@domain address in some account (RFC 5321 section 4.5.1)."`
+	Quota     string   `toml:"quota" omitempty:"true" example:"'10G'" doc:"Size limit of the account's messages: a number of bytes, optionally followed by K, M, G or T (powers of 1024), e.g. \"500M\" or \"10G\". Empty or \"0\" means unlimited. A delivery that would exceed it is refused; nothing is deleted when the limit is lowered."`
+}
+
+// QuotaBytes returns the account's quota in bytes, 0 for unlimited. A quota
+// that does not parse (only possible for an Account that did not pass
+// validation) counts as unlimited.
+func (a *Account) QuotaBytes() int64 {
+	n, err := ParseQuota(a.Quota)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // ListenerSpec is one listening address, with the service it is for.

@@ -109,7 +109,8 @@ addresses = ["mjl@example.org", "Info@EXAMPLE.org", "kurt@bücher.example"]
 
 [[account]]
 name = "other"
-addresses = ["other@example.org"]
+addresses = ["other@example.org", "postmaster@example.org", "Postmaster@Bücher.example"]
+quota = "500M"
 `
 
 func TestLoadValid(t *testing.T) {
@@ -182,6 +183,13 @@ func TestLoadValid(t *testing.T) {
 	if !reflect.DeepEqual(d.Accounts[0].Addresses, wantAddrs) {
 		t.Errorf("addresses %q, want %q", d.Accounts[0].Addresses, wantAddrs)
 	}
+	// Postmaster compared without case, the domain lower-cased.
+	if got, want := d.Accounts[1].Addresses[2], "Postmaster@bücher.example"; got != want {
+		t.Errorf("address %q, want %q", got, want)
+	}
+	if got := d.Accounts[1].QuotaBytes(); got != 500<<20 {
+		t.Errorf("quota %d, want %d", got, 500<<20)
+	}
 }
 
 func TestLoadDefaultsAndMissingDomains(t *testing.T) {
@@ -209,7 +217,7 @@ func TestLoadDefaultsAndMissingDomains(t *testing.T) {
 func TestLoadDomainsFileOption(t *testing.T) {
 	dir := t.TempDir()
 	abs := filepath.Join(dir, "elsewhere.conf")
-	if err := os.WriteFile(abs, []byte("[[domain]]\nname = \"example.net\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(abs, []byte("[[domain]]\nname = \"example.net\"\n[[account]]\nname = \"pm\"\naddresses = [\"postmaster@example.net\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, df := range []string{abs, "elsewhere.conf"} {

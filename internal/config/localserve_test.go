@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -114,7 +115,7 @@ func TestWriteLocalserve(t *testing.T) {
 				d.Domains[0].DKIM[1] != (DKIMSelector{"moxd-rsa", "rsa2048"}) {
 				t.Errorf("domains %+v", d.Domains)
 			}
-			if len(d.Accounts) != 1 || d.Accounts[0].Name != "mox" || len(d.Accounts[0].Addresses) != 1 || d.Accounts[0].Addresses[0] != "mox@localhost" {
+			if len(d.Accounts) != 1 || d.Accounts[0].Name != "mox" || !slices.Equal(d.Accounts[0].Addresses, []string{"mox@localhost", "postmaster@localhost"}) {
 				t.Errorf("accounts %+v", d.Accounts)
 			}
 

@@ -307,3 +307,10 @@ func isAtext(c rune) bool {
 	}
 	return strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", c)
 }
+
+// DomainASCII returns the ASCII form (A-labels) of a domain name, as DNS
+// zone files need it.
+func DomainASCII(name string) (string, error) {
+	_, ascii, err := normalizeDomain(name)
+	return ascii, err
+}

@@ -10,11 +10,12 @@ type Slice struct {
 	Hostname string `json:"hostname"`
 	// Dir is the role's own data directory (keys, store, queue); empty for
 	// network roles, which own no files.
-	Dir  string     `json:"dir,omitempty"`
-	Keys *KeysSlice `json:"keys,omitempty"`
-	SMTP *SMTPSlice `json:"smtp,omitempty"`
-	IMAP *NetSlice  `json:"imap,omitempty"`
-	Web  *NetSlice  `json:"web,omitempty"`
+	Dir   string      `json:"dir,omitempty"`
+	Keys  *KeysSlice  `json:"keys,omitempty"`
+	SMTP  *SMTPSlice  `json:"smtp,omitempty"`
+	Store *StoreSlice `json:"store,omitempty"`
+	IMAP  *NetSlice   `json:"imap,omitempty"`
+	Web   *NetSlice   `json:"web,omitempty"`
 }
 
 // KeysSlice is what moxd-keys needs.
@@ -35,3 +36,18 @@ type SMTPSlice struct {
 
 // NetSlice is what imap and web need for now.
 type NetSlice struct{}
+
+// StoreSlice is what moxd-store needs: the accounts it keeps and the
+// addresses that deliver to them.
+type StoreSlice struct {
+	Domains  []string       `json:"domains"`
+	Accounts []StoreAccount `json:"accounts"`
+}
+
+// StoreAccount is one configured account.
+type StoreAccount struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+	// Quota is the account's size limit in bytes; 0 means unlimited.
+	Quota int64 `json:"quota,omitempty"`
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -286,8 +287,78 @@ func validateDynamic(file string, d *Dynamic, kl *keyLines) error {
 			}
 			addresses[key] = ap
 		}
+		if _, err := ParseQuota(acc.Quota); err != nil {
+			add(p.with("quota"), "%v", err)
+		}
+	}
+
+	// RFC 5321 §4.5.1: every domain must accept mail for postmaster. Checked
+	// once the rest is valid, so the suggested line is one that loads.
+	clean := len(errs) == 0
+	for i := 0; clean && i < len(d.Domains); i++ {
+		_, ascii, err := normalizeDomain(d.Domains[i].Name)
+		if err != nil || domains[ascii] != i {
+			continue // Reported above.
+		}
+		if _, ok := addresses["postmaster@"+ascii]; ok {
+			continue
+		}
+		add(keyPath{"domain", index(i), "name"}, "%s", missingPostmaster(d, kl, d.Domains[i].Name))
 	}
 	return errors.Join(errs...)
+}
+
+// missingPostmaster says which line to add for a domain without a
+// postmaster address.
+func missingPostmaster(d *Dynamic, kl *keyLines, domain string) string {
+	pm := "postmaster@" + domain
+	msg := fmt.Sprintf("domain %q has no postmaster address, which every mail domain must have (RFC 5321 section 4.5.1): ", domain)
+	if len(d.Accounts) == 0 {
+		return msg + fmt.Sprintf("add an account for it:\n[[account]]\nname = \"postmaster\"\naddresses = [%s]", tomlString(pm))
+	}
+	acc := d.Accounts[0]
+	l := append(slices.Clone(acc.Addresses), pm)
+	where := "in account[0]"
+	if line := kl.line(keyPath{"account", index(0), "addresses"}); line > 0 {
+		where += fmt.Sprintf(" (line %d)", line)
+	}
+	return msg + fmt.Sprintf("add %q to the addresses of an account, e.g. %s: addresses = %s", pm, where, tomlValue(reflect.ValueOf(l)))
+}
+
+// ParseQuota parses an account quota: a number of bytes, optionally followed
+// by K, M, G or T (powers of 1024). Empty means 0, unlimited.
+func ParseQuota(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num, mult := s, int64(1)
+	switch s[len(s)-1] {
+	case 'K', 'k':
+		mult = 1 << 10
+	case 'M', 'm':
+		mult = 1 << 20
+	case 'G', 'g':
+		mult = 1 << 30
+	case 'T', 't':
+		mult = 1 << 40
+	}
+	if mult > 1 {
+		num = s[:len(s)-1]
+	}
+	bad := fmt.Errorf("quota %q: want a number of bytes, optionally followed by K, M, G or T, e.g. \"500M\" or \"10G\"; empty or \"0\" for unlimited", s)
+	if num == "" {
+		return 0, bad
+	}
+	for i := 0; i < len(num); i++ {
+		if !isDigit(num[i]) {
+			return 0, bad
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > (1<<62)/mult {
+		return 0, fmt.Errorf("quota %q is too large", s)
+	}
+	return n * mult, nil
 }
 
 func sortedKeys(m map[string]string) []string {

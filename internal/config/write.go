@@ -94,6 +94,9 @@ func marshalFields(b *bytes.Buffer, v reflect.Value, header, at keyPath) error {
 			continue
 		}
 		fv := v.Field(i)
+		if f.Tag.Get("omitempty") == "true" && fv.IsZero() {
+			continue
+		}
 		if err := checkMarshalValue(fv, at.with(key)); err != nil {
 			return err
 		}

@@ -28,9 +28,29 @@ func fullDynamic() *Dynamic {
 			{Name: "mjl", Addresses: []string{"mjl@example.com", "Mjl.Other@bücher.example"}},
 			{Name: "jo_ran-2.x", Addresses: []string{"jöran@bücher.example", "用户@例え.テスト", `"a \"quoted\" \\ one"@example.com`}},
 			{Name: "empty", Addresses: []string{}},
+			{Name: "postmaster", Addresses: []string{"postmaster@example.com", "postmaster@bücher.example", "postmaster@例え.テスト"}, Quota: "10G"},
 		},
 	}
 }
+
+// withPostmaster gives every domain of d that has no postmaster address one,
+// in an account "pm" (RFC 5321 §4.5.1 makes Load require it).
+func withPostmaster(d *Dynamic) *Dynamic {
+	var l []string
+	for _, dom := range d.Domains {
+		if _, _, ok := d.AddressOwner("postmaster@" + dom.Name); !ok {
+			l = append(l, "postmaster@"+dom.Name)
+		}
+	}
+	if len(l) > 0 {
+		d.Accounts = append(d.Accounts, Account{Name: "pm", Addresses: l})
+	}
+	return d
+}
+
+// pmExampleCom is the account holding postmaster@example.com in the files
+// the tests start from.
+const pmExampleCom = "\n[[account]]\nname = \"pm\"\naddresses = [\"postmaster@example.com\"]\n"
 
 func TestMarshalDynamicRoundTrip(t *testing.T) {
 	tests := []struct {
@@ -38,7 +58,7 @@ func TestMarshalDynamicRoundTrip(t *testing.T) {
 		d    *Dynamic
 	}{
 		{"empty", &Dynamic{}},
-		{"domain only", &Dynamic{Domains: []Domain{{Name: "example.org"}}}},
+		{"domain only", withPostmaster(&Dynamic{Domains: []Domain{{Name: "example.org"}}})},
 		{"full", fullDynamic()},
 	}
 	for _, tc := range tests {
@@ -158,7 +178,7 @@ func TestWriteDynamicRotation(t *testing.T) {
 	hash := c.DynamicHash
 	const keep = 3
 	for i := 1; i <= 6; i++ {
-		d := &Dynamic{Domains: []Domain{{Name: fmt.Sprintf("d%d.example", i)}}}
+		d := withPostmaster(&Dynamic{Domains: []Domain{{Name: fmt.Sprintf("d%d.example", i)}}})
 		var err error
 		hash, err = WriteDynamic(c.DomainsPath, d, hash, keep)
 		if err != nil {
@@ -208,13 +228,13 @@ func TestWriteDynamicRotation(t *testing.T) {
 }
 
 func TestWriteDynamicChanged(t *testing.T) {
-	const initial = "[[domain]]\nname = \"example.com\"\n"
+	const initial = "[[domain]]\nname = \"example.com\"\n" + pmExampleCom
 	tests := []struct {
 		name  string
 		touch func(t *testing.T, path string) // The change made behind master's back.
 	}{
 		{"hand edit", func(t *testing.T, path string) {
-			if err := os.WriteFile(path, []byte(initial+"\n[[domain]]\nname = \"other.example\"\n"), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte("[[domain]]\nname = \"other.example\"\n"+initial), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -234,7 +254,7 @@ func TestWriteDynamicChanged(t *testing.T) {
 				edited = readString(t, c.DomainsPath)
 			}
 
-			d := &Dynamic{Domains: []Domain{{Name: "example.com"}, {Name: "new.example"}}}
+			d := withPostmaster(&Dynamic{Domains: []Domain{{Name: "example.com"}, {Name: "new.example"}}})
 			_, err := WriteDynamic(c.DomainsPath, d, c.DynamicHash, 0)
 			var ce *ErrChanged
 			if !errors.As(err, &ce) {
@@ -256,7 +276,7 @@ func TestWriteDynamicChanged(t *testing.T) {
 }
 
 func TestWriteDynamicInvalid(t *testing.T) {
-	const initial = "[[domain]]\nname = \"example.com\"\n"
+	const initial = "[[domain]]\nname = \"example.com\"\n" + pmExampleCom
 	tests := []struct {
 		name string
 		d    Dynamic
@@ -305,7 +325,7 @@ func TestWriteDynamicInvalid(t *testing.T) {
 // TestWriteDynamicRenameFails simulates a crash at each rename: the current
 // file stays intact and no temporary file is left behind.
 func TestWriteDynamicRenameFails(t *testing.T) {
-	const initial = "[[domain]]\nname = \"example.com\"\n"
+	const initial = "[[domain]]\nname = \"example.com\"\n" + pmExampleCom
 	tests := []struct {
 		name   string
 		failOn string // Base name of the rename target that fails.
@@ -319,7 +339,7 @@ func TestWriteDynamicRenameFails(t *testing.T) {
 			p, c := setup(t, initial)
 			dir := filepath.Dir(p)
 			// One earlier write, so there is a version to move up.
-			d1 := &Dynamic{Domains: []Domain{{Name: "example.com"}, {Name: "one.example"}}}
+			d1 := withPostmaster(&Dynamic{Domains: []Domain{{Name: "example.com"}, {Name: "one.example"}}})
 			hash, err := WriteDynamic(c.DomainsPath, d1, c.DynamicHash, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -333,7 +353,7 @@ func TestWriteDynamicRenameFails(t *testing.T) {
 				}
 				return os.Rename(oldpath, newpath)
 			}
-			d2 := &Dynamic{Domains: []Domain{{Name: "example.com"}, {Name: "two.example"}}}
+			d2 := withPostmaster(&Dynamic{Domains: []Domain{{Name: "example.com"}, {Name: "two.example"}}})
 			if _, err := writeDynamic(c.DomainsPath, d2, hash, 0, rename); !errors.Is(err, crash) {
 				t.Fatalf("got error %v, want the simulated crash", err)
 			}
@@ -404,7 +424,7 @@ func TestWriteDynamicRefusals(t *testing.T) {
 // TestWriteDynamicLateEdit: a hand edit saved while the previous version is
 // being kept is detected by the last check before the rename.
 func TestWriteDynamicLateEdit(t *testing.T) {
-	p, c := setup(t, "[[domain]]\nname = \"example.com\"\n")
+	p, c := setup(t, "[[domain]]\nname = \"example.com\"\n"+pmExampleCom)
 	const edit = "[[domain]]\nname = \"edited.example\"\n"
 	rename := func(oldpath, newpath string) error {
 		if err := os.Rename(oldpath, newpath); err != nil {
@@ -415,7 +435,7 @@ func TestWriteDynamicLateEdit(t *testing.T) {
 		}
 		return nil
 	}
-	d := &Dynamic{Domains: []Domain{{Name: "new.example"}}}
+	d := withPostmaster(&Dynamic{Domains: []Domain{{Name: "new.example"}}})
 	_, err := writeDynamic(c.DomainsPath, d, c.DynamicHash, 0, rename)
 	var ce *ErrChanged
 	if !errors.As(err, &ce) {

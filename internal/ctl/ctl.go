@@ -1,16 +1,23 @@
 // Package ctl is the protocol of moxd-master's control socket, spoken by
-// moxctl: one JSON request line, one JSON response line, per connection.
+// moxctl. It runs in moxctl (the client side) and in moxd-master (the
+// server side).
+//
+// The protocol: over a unix stream socket, the client sends one JSON request
+// line and master answers with JSON response lines; a connection may carry
+// several requests one after the other (an import sends its files in
+// several). A request line may come with file descriptors (SCM_RIGHTS) in
+// the same sendmsg; Request.FDs says how many, and master checks the count
+// per command and closes any it did not expect. A response line may carry
+// fds the same way (export passes the read end of a pipe). Response lines
+// with Progress set are interim; the last line of an answer has none.
 //
 // The socket lives in run_dir (mode 0660, group admin_group, or 0600 when no
 // admin group is configured); master also checks the peer's credentials.
 package ctl
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 )
@@ -26,10 +33,21 @@ func SocketPath(runDir string) string {
 // MaxRequest bounds a request line.
 const MaxRequest = 64 * 1024
 
+// MaxFDs is the most file descriptors one request or response line may
+// carry.
+const MaxFDs = 4
+
 // Request is one command.
 type Request struct {
 	Cmd  string   `json:"cmd"`
 	Args []string `json:"args,omitempty"`
+	// Secret is a password (account add, account password). Master never
+	// logs it nor writes it to the audit log; it goes to store only.
+	Secret string `json:"secret,omitempty"`
+	// FDs is the number of file descriptors sent with this line.
+	FDs int `json:"fds,omitempty"`
+	// Files describes the message files of "import files", one per fd.
+	Files []ImportFile `json:"files,omitempty"`
 }
 
 // Response answers a request.
@@ -37,6 +55,16 @@ type Response struct {
 	OK    bool            `json:"ok"`
 	Error string          `json:"error,omitempty"`
 	Data  json.RawMessage `json:"data,omitempty"`
+	// Progress marks an interim line: more lines follow.
+	Progress *Progress `json:"progress,omitempty"`
+	// FDs is the number of file descriptors sent with this line.
+	FDs int `json:"fds,omitempty"`
+}
+
+// Progress is how far a running import has come.
+type Progress struct {
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
 }
 
 // Status is the answer to "status".
@@ -109,33 +137,15 @@ type LogLevels struct {
 var ErrNotRunning = errors.New("moxd is not running (no answer on the control socket)")
 
 // Do sends req to the control socket at path and decodes the answer's data
-// into v (if not nil).
+// into v (if not nil). It is Dial and one Call without files.
 func Do(path string, req Request, v any, timeout time.Duration) error {
-	conn, err := net.DialTimeout("unix", path, 5*time.Second)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrNotRunning, path, err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(timeout))
-	b, err := json.Marshal(req)
+	c, err := Dial(path)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("send to %s: %w", path, err)
-	}
-	var resp Response
-	dec := json.NewDecoder(bufio.NewReader(conn))
-	if err := dec.Decode(&resp); err != nil {
-		return fmt.Errorf("read answer from %s: %w", path, err)
-	}
-	if !resp.OK {
-		return errors.New(resp.Error)
-	}
-	if v != nil && len(resp.Data) > 0 {
-		if err := json.Unmarshal(resp.Data, v); err != nil {
-			return fmt.Errorf("decode answer: %w", err)
-		}
-	}
-	return nil
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	files, err := c.Call(req, nil, v)
+	closeFiles(files)
+	return err
 }

@@ -1,9 +1,7 @@
 package master
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -82,75 +80,111 @@ func (m *Master) serveControl(ln *net.UnixListener, adminGID int) {
 }
 
 // allowed checks the peer's credentials: root, master's own uid (localserve),
-// or a member of admin_group.
-func (m *Master) allowed(c *net.UnixConn, adminGID int) error {
+// or a member of admin_group. It returns the peer's uid.
+func (m *Master) allowed(c *net.UnixConn, adminGID int) (uint32, error) {
 	uid, gid, groups, err := peerCred(c)
 	if err != nil {
-		return fmt.Errorf("peer credentials: %w", err)
+		return 0, fmt.Errorf("peer credentials: %w", err)
 	}
 	if uid == 0 || uid == uint32(os.Geteuid()) {
-		return nil
+		return uid, nil
 	}
 	if adminGID >= 0 {
 		if gid == uint32(adminGID) || slices.Contains(groups, uint32(adminGID)) {
-			return nil
+			return uid, nil
 		}
 		if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
 			if gids, err := u.GroupIds(); err == nil && slices.Contains(gids, strconv.Itoa(adminGID)) {
-				return nil
+				return uid, nil
 			}
 		}
 	}
-	return fmt.Errorf("uid %d may not control moxd: use root or a member of admin_group", uid)
+	return 0, fmt.Errorf("uid %d may not control moxd: use root or a member of admin_group", uid)
 }
 
-func (m *Master) controlConn(c *net.UnixConn, adminGID int) {
+// controlTimeout bounds how long master waits for the next request line on
+// a control connection.
+const controlTimeout = 5 * time.Minute
+
+func (m *Master) controlConn(uc *net.UnixConn, adminGID int) {
+	c := ctl.NewConn(uc)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Minute))
-	respond := func(data any, err error) {
-		resp := ctl.Response{OK: err == nil}
-		if err != nil {
-			resp.Error = err.Error()
-		} else if data != nil {
-			b, merr := json.Marshal(data)
-			if merr != nil {
-				resp = ctl.Response{Error: merr.Error()}
-			}
-			resp.Data = b
-		}
-		b, _ := json.Marshal(resp)
-		c.Write(append(b, '\n'))
-	}
-	if err := m.allowed(c, adminGID); err != nil {
-		m.log.Warn("control connection refused", "err", err)
-		respond(nil, err)
-		return
-	}
-	line, err := bufio.NewReaderSize(io.LimitReader(c, ctl.MaxRequest), ctl.MaxRequest).ReadBytes('\n')
+	s := &ctlSession{m: m, c: c}
+	uid, err := m.allowed(uc, adminGID)
 	if err != nil {
-		respond(nil, fmt.Errorf("bad request: %v", err))
+		m.log.Warn("control connection refused", "err", err)
+		s.respond(nil, err)
 		return
 	}
-	var req ctl.Request
-	dec := json.NewDecoder(strings.NewReader(string(line)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		respond(nil, fmt.Errorf("bad request: %v", err))
-		return
+	s.uid = uid
+	defer s.close()
+	for {
+		c.SetDeadline(time.Now().Add(controlTimeout))
+		req, files, err := c.ReadRequest()
+		if errors.Is(err, io.EOF) {
+			return
+		} else if err != nil {
+			s.respond(nil, err)
+			return
+		}
+		// Never log Secret; Args never hold one.
+		m.log.Debug("control command", "cmd", req.Cmd, "args", req.Args, "fds", len(files))
+		if err := checkFDs(req, files); err != nil {
+			closeAll(files)
+			s.respond(nil, err)
+			continue
+		}
+		// Data commands run for as long as their data takes.
+		c.SetDeadline(time.Time{})
+		switch req.Cmd {
+		case "status":
+			s.respond(m.Status(), nil)
+		case "reload":
+			res, err := m.Reload()
+			s.respond(res, err)
+		case "stop":
+			s.respond(nil, nil)
+			m.Stop(ExitOK, "moxctl stop")
+		case "loglevel":
+			res, err := m.LogLevel(req.Args)
+			s.respond(res, err)
+		default:
+			if !s.handle(req, files) {
+				s.respond(nil, fmt.Errorf("unknown command %q", req.Cmd))
+			}
+		}
 	}
-	m.log.Debug("control command", "cmd", req.Cmd, "args", req.Args)
-	switch req.Cmd {
-	case "status":
-		respond(m.Status(), nil)
-	case "reload":
-		respond(m.Reload())
-	case "stop":
-		respond(nil, nil)
-		m.Stop(ExitOK, "moxctl stop")
-	case "loglevel":
-		respond(m.LogLevel(req.Args))
-	default:
-		respond(nil, fmt.Errorf("unknown command %q", req.Cmd))
+}
+
+// fdRule is how many fds a command takes.
+type fdRule struct{ min, max int }
+
+// commandFDs lists the commands that take fds; every other takes none.
+var commandFDs = map[string]fdRule{
+	"import mbox":  {1, 1},
+	"import files": {1, ipc.MaxImportFiles},
+	"deliver":      {1, 1},
+}
+
+// checkFDs checks the number of fds that came with a request against its
+// command. The caller closes them on error.
+func checkFDs(req ctl.Request, files []*os.File) error {
+	r := commandFDs[req.Cmd]
+	if n := len(files); n < r.min || n > r.max {
+		if r.max == 0 {
+			return fmt.Errorf("command %q takes no file descriptors, %d were passed (closed)", req.Cmd, n)
+		}
+		return fmt.Errorf("command %q takes %d to %d file descriptors, %d were passed (closed)", req.Cmd, r.min, r.max, n)
+	}
+	if req.Cmd == "import files" && len(req.Files) != len(files) {
+		return fmt.Errorf("command \"import files\" describes %d files but passed %d file descriptors (closed)", len(req.Files), len(files))
+	}
+	return nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
 	}
 }
 
@@ -274,7 +308,17 @@ func (m *Master) Reload() (ctl.ReloadResult, error) {
 	cfg.Users = old.Users
 	cfg.Static.Hostname = old.Static.Hostname
 	cfg.Static.Localserve = old.Static.Localserve
+	if err := m.apply(cfg); err != nil {
+		return res, err
+	}
+	m.log.Info("configuration reloaded", "need_restart", res.NeedRestart)
+	return res, nil
+}
 
+// apply makes cfg the running configuration: every role gets its new slice
+// and a Reload event, keys gets the certificate files and the DKIM keys
+// again, log levels are set. The caller holds reloadMu.
+func (m *Master) apply(cfg *config.Config) error {
 	var keysConn *ipc.Conn
 	var conns []*ipc.Conn
 	m.call(func() {
@@ -295,24 +339,23 @@ func (m *Master) Reload() (ctl.ReloadResult, error) {
 		}
 	})
 	if err := m.applyLevels(cfg, true); err != nil {
-		return res, err
+		return err
 	}
 	if keysConn != nil {
 		if err := keysConn.Notify(&ipc.Reload{}); err != nil {
-			return res, fmt.Errorf("reload keys: %w", err)
+			return fmt.Errorf("reload keys: %w", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), provisionLimit)
 		err := m.provision(ctx, cfg, keysConn)
 		cancel()
 		if err != nil {
-			return res, fmt.Errorf("reload keys: %w", err)
+			return fmt.Errorf("reload keys: %w", err)
 		}
 	}
 	for _, c := range conns {
 		c.Notify(&ipc.Reload{})
 	}
-	m.log.Info("configuration reloaded", "need_restart", res.NeedRestart)
-	return res, nil
+	return nil
 }
 
 // restartOnly lists settings that differ and only take effect at start.

@@ -78,6 +78,12 @@ func (m *Master) ctlHandler(p *proc, gen uint64) ipc.Handler {
 			m.post(func() { m.ready(p, gen) })
 			return nil, nil, nil
 
+		case *ipc.Progress:
+			if p.role == ipc.RoleStore {
+				m.importProgress(msg)
+			}
+			return nil, nil, nil
+
 		case *ipc.Violation:
 			m.post(func() { m.violation(p, gen, msg.Peer, msg.Reason) })
 			return nil, nil, nil

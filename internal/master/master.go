@@ -144,7 +144,12 @@ type Master struct {
 	coldSince    time.Time
 	localCA      []byte
 
-	reloadMu sync.Mutex // one reload at a time
+	reloadMu sync.Mutex // one reload or domains.conf change at a time
+	auditMu  sync.Mutex // one audit log line at a time
+
+	importSeq  atomic.Uint64 // import job ids
+	progressMu sync.Mutex
+	progress   map[uint64]func(ipc.Progress) // running imports by job id
 
 	notify *notifier // service manager (sd_notify), nil if none
 
@@ -193,7 +198,11 @@ func Run(ctx context.Context, opts Options) (int, error) {
 
 		violations: map[[2]ipc.Role]time.Time{},
 		notify:     newNotifier(),
+		progress:   map[uint64]func(ipc.Progress){},
 	}
+	// Job ids differ across restarts of master, so a job store still holds
+	// from a previous master is never taken for a new one.
+	m.importSeq.Store(uint64(time.Now().UnixNano()))
 	if err := m.setup(); err != nil {
 		m.closeListeners()
 		return ExitFailed, err
@@ -413,7 +422,10 @@ func (m *Master) updateSlice(p *proc, cfg *config.Config) {
 			ks.CertNames = append(ks.CertNames, c.Name())
 		}
 		s.Keys = ks
-	case ipc.RoleStore, ipc.RoleQueue:
+	case ipc.RoleStore:
+		s.Dir = roleDir(cfg.Static.DataDir, p.role)
+		s.Store = storeSlice(cfg)
+	case ipc.RoleQueue:
 		s.Dir = roleDir(cfg.Static.DataDir, p.role)
 	case ipc.RoleSMTP, ipc.RoleSubmission:
 		s.SMTP = &config.SMTPSlice{Submission: p.role == ipc.RoleSubmission}
@@ -427,6 +439,18 @@ func (m *Master) updateSlice(p *proc, cfg *config.Config) {
 		panic(fmt.Sprintf("marshal config slice: %v", err)) // static types; cannot fail
 	}
 	p.slice.Store(&b)
+}
+
+// storeSlice is the part of domains.conf moxd-store needs.
+func storeSlice(cfg *config.Config) *config.StoreSlice {
+	ss := &config.StoreSlice{Domains: []string{}, Accounts: []config.StoreAccount{}}
+	for _, d := range cfg.Dynamic.Domains {
+		ss.Domains = append(ss.Domains, d.Name)
+	}
+	for _, a := range cfg.Dynamic.Accounts {
+		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes()})
+	}
+	return ss
 }
 
 func (m *Master) closeListeners() {

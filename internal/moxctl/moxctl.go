@@ -1,6 +1,10 @@
 // Package moxctl is the admin command line. It runs as the admin (root or a
-// member of admin_group), talks only to moxd-master's control socket, and
-// never opens moxd's data itself.
+// member of admin_group) and talks to moxd-master's control socket. It never
+// opens moxd's data itself: files to import or deliver are opened as the
+// admin and passed to master as fds; exports arrive as a stream. The
+// offline commands verifydata and gentestdata, which do open a data
+// directory, run as the store's user (verifydata re-executes moxctl with the
+// store's uid when started as root).
 package moxctl
 
 import (
@@ -9,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -41,22 +46,55 @@ commands:
   config describe [domains]
                          print moxd.conf (or domains.conf) with every option documented
 
+  account add NAME ADDRESS...
+                         add an account; a password is read from standard input when it is not a terminal
+  account rm NAME        remove an account and all its messages
+  account list           accounts, addresses, size and message count
+  account password NAME  set the password (asked twice on a terminal, else one line from standard input)
+  address add ADDRESS ACCOUNT
+  address rm ADDRESS
+  address move ADDRESS ACCOUNT
+                         give an address (e.g. a postmaster address) to another account
+  domain add DOMAIN ACCOUNT
+                         add a domain with new DKIM keys, postmaster@DOMAIN to ACCOUNT; prints the DNS records
+  domain rm DOMAIN       remove a domain no address uses any more
+  domain list
+
+  import mbox|maildir ACCOUNT MAILBOX PATH
+                         import an mbox file or a maildir directory into MAILBOX
+  export mbox|maildir ACCOUNT DIR [MAILBOX]
+                         write all mailboxes (or one) of ACCOUNT into the new or empty DIR
+  deliver ADDRESS        deliver the message on standard input to the account of ADDRESS
+  backup DIR             write a backup of moxd's data into the new directory DIR
+  verifydata DIR [-fix]  check (and with -fix repair) the accounts in a data or backup directory, offline
+  gentestdata DIR        write a store directory with test accounts and messages, offline
+  help                   this text
+
   -f file   configuration file (default ` + DefaultConfig + `)
   -j        print JSON
+
+exit status: 0 ok, 1 failed (or problems found), 2 usage, 3 moxd not running
 `
 
 type cli struct {
 	file   string
 	json   bool
+	stdin  *os.File
 	stdout io.Writer
 	stderr io.Writer
 }
 
-// Main runs moxctl and returns its exit code.
+// Main runs moxctl with the process's standard input and returns its exit
+// code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	return MainIO(args, os.Stdin, stdout, stderr)
+}
+
+// MainIO runs moxctl with stdin as standard input.
+func MainIO(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("moxctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	c := &cli{stdout: stdout, stderr: stderr}
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs.StringVar(&c.file, "f", DefaultConfig, "")
 	fs.BoolVar(&c.json, "j", false, "")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
@@ -125,6 +163,29 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	case "config":
 		return c.config(args[1:])
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	case "account":
+		return c.account(args[1:])
+	case "address":
+		return c.address(args[1:])
+	case "domain":
+		return c.domain(args[1:])
+	case "import":
+		return c.importCmd(args[1:])
+	case "export":
+		return c.export(args[1:])
+	case "deliver":
+		return c.deliver(args[1:])
+	case "backup":
+		return c.backup(args[1:])
+	case "verifydata":
+		return c.verifydata(args[1:])
+	case "gentestdata":
+		return c.gentestdata(args[1:])
+	case verifyChild:
+		return c.verifyChild(args[1:])
 	}
 	fmt.Fprintf(stderr, "moxctl: unknown command %q\n", args[0])
 	return c.usage()
@@ -147,19 +208,49 @@ func (c *cli) printJSON(v any) int {
 
 // do sends one request to master.
 func (c *cli) do(req ctl.Request, v any) int {
+	cl, code := c.dial()
+	if cl == nil {
+		return code
+	}
+	defer cl.Close()
+	cl.SetDeadline(time.Now().Add(3 * time.Minute))
+	files, err := cl.Call(req, nil, v)
+	for _, f := range files {
+		f.Close()
+	}
+	return c.check(err)
+}
+
+// dial connects to master; on failure it reports and returns the exit code.
+func (c *cli) dial() (*ctl.Client, int) {
 	st, err := config.LoadStatic(c.file)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
-		return ExitFailed
+		return nil, ExitFailed
 	}
-	if err := ctl.Do(ctl.SocketPath(st.RunDir), req, v, 3*time.Minute); err != nil {
-		fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
-		if errors.Is(err, ctl.ErrNotRunning) {
-			return ExitNotRunning
-		}
-		return ExitFailed
+	cl, err := ctl.Dial(ctl.SocketPath(st.RunDir))
+	if err != nil {
+		return nil, c.check(err)
 	}
-	return ExitOK
+	return cl, ExitOK
+}
+
+// check reports err and returns the exit code for it.
+func (c *cli) check(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(c.stderr, "moxctl: %v\n", err)
+	if errors.Is(err, ctl.ErrNotRunning) {
+		return ExitNotRunning
+	}
+	return ExitFailed
+}
+
+// failf reports an error and returns ExitFailed.
+func (c *cli) failf(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "moxctl: "+format+"\n", args...)
+	return ExitFailed
 }
 
 func (c *cli) status() int {

@@ -53,7 +53,7 @@ name = "example.org"
 
 [[account]]
 name = "mjl"
-addresses = ["mjl@example.org"]
+addresses = ["mjl@example.org", "postmaster@example.org"]
 `
 
 // shortDir returns a new directory with a short path: unix socket paths are

@@ -1,0 +1,9 @@
+package moxctl
+
+import "golang.org/x/sys/unix"
+
+// Terminal attribute requests of this system.
+const (
+	ioctlGetTermios = unix.TCGETS
+	ioctlSetTermios = unix.TCSETS
+)
