@@ -188,7 +188,7 @@ func writeConfig(t *testing.T, o confOptions) (dir, conf string) {
 	}
 	domains := o.domainsCfg
 	if domains == "" {
-		domains = "[[domain]]\nname = \"localhost\"\n[[domain.dkim]]\nselector = \"sel-ed\"\nalgorithm = \"ed25519\"\n\n[[account]]\nname = \"mox\"\naddresses = [\"mox@localhost\"]\n"
+		domains = "[[domain]]\nname = \"localhost\"\n[[domain.dkim]]\nselector = \"sel-ed\"\nalgorithm = \"ed25519\"\n\n[[account]]\nname = \"mox\"\naddresses = [\"mox@localhost\", \"postmaster@localhost\"]\n"
 	}
 	if err := os.WriteFile(filepath.Join(dir, "domains.conf"), []byte(domains), 0o644); err != nil {
 		t.Fatal(err)

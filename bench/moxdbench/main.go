@@ -7,6 +7,9 @@
 //	                              handshake served by a process holding the key itself
 //	moxdbench -bin DIR restart    time from kill -9 of smtp to the next greeting
 //	moxdbench -bin DIR coldstart  P7: exec of moxd-master to a response on every listener
+//	moxdbench -bin DIR import [-n N] P6: import of a generated N-message mbox by moxctl
+//	                              import vs Dovecot's doveadm import (msgs/s, peak RSS)
+//	moxdbench mboxgen -n N -o FILE  write the P6 mbox (deterministic for a -seed)
 //	moxdbench serve-tls ...       (internal) the in-process-key peer server
 package main
 
@@ -40,26 +43,49 @@ var (
 	rounds   = flag.Int("rounds", 10, "rounds per side (tls): moxd and peer back to back, one ratio per pair")
 	conns    = flag.Int("conns", 4, "concurrent handshake loops (tls)")
 	repeat   = flag.Int("repeat", 10, "repetitions (restart, coldstart)")
+	count    = flag.Int("n", 100000, "messages in the mbox (import, mboxgen)")
+	output   = flag.String("o", "", "mbox file to write (mboxgen)")
+	seed     = flag.Uint64("seed", 6, "seed of the generated mbox (import, mboxgen)")
 )
 
 func main() {
 	flag.Parse()
 	if flag.NArg() < 1 {
-		fmt.Fprintln(os.Stderr, "usage: moxdbench [flags] tls|restart|coldstart")
+		fmt.Fprintln(os.Stderr, "usage: moxdbench [flags] tls|restart|coldstart|import|mboxgen [flags]")
 		os.Exit(2)
 	}
+	caseName := flag.Arg(0)
+	if caseName != "serve-tls" {
+		// Flags may also follow the case: "moxdbench mboxgen -n 2000 -o FILE".
+		if err := flag.CommandLine.Parse(flag.Args()[1:]); err != nil || flag.NArg() > 0 {
+			fmt.Fprintf(os.Stderr, "moxdbench: unexpected arguments after %s: %q\n", caseName, flag.Args())
+			os.Exit(2)
+		}
+	}
 	var err error
-	switch flag.Arg(0) {
+	switch caseName {
 	case "tls":
 		err = benchTLS()
 	case "restart":
 		err = benchRestart()
 	case "coldstart":
 		err = benchColdstart()
+	case "import":
+		if *count < 1 {
+			err = fmt.Errorf("-n must be at least 1")
+		} else {
+			err = benchImport(*count, *seed)
+		}
+	case "mboxgen":
+		if *output == "" || *count < 1 {
+			err = fmt.Errorf("mboxgen needs -o FILE and -n of at least 1")
+		} else {
+			err = mboxGenerate(*output, *count, *seed)
+		}
 	case "serve-tls":
 		err = serveTLS(flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown case %q", flag.Arg(0))
+		err = fmt.Errorf("unknown case %q", caseName)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "moxdbench: %v\n", err)
