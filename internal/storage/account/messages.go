@@ -377,53 +377,39 @@ func (a *Account) OpenMessage(mb, uidvalidity, uid uint32) (*os.File, Message, [
 }
 
 // Changes returns what changed in a mailbox after modseq since, from the
-// modseq index in ascending order. max bounds len(Changed)+len(Vanished),
+// modseq index in ascending order. limit bounds len(Changed)+len(Vanished),
 // except that the entries of one modseq are never split: a single modseq
-// with more entries than max is returned whole.
-func (a *Account) Changes(mb, uidvalidity uint32, since uint64, max int) (ChangeSet, error) {
+// with more entries than limit is returned whole.
+func (a *Account) Changes(mb, uidvalidity uint32, since uint64, limit int) (ChangeSet, error) {
 	var cs ChangeSet
 	err := a.db.View(func(tx *bolt.Tx) error {
-		if _, err := checkMailbox(tx, mb, uidvalidity); err != nil {
-			return err
-		}
-		sum, err := parseSummaryRec(tx.Bucket([]byte(bucketSummary)).Get(key32(mb)))
+		highest, err := mailboxHighest(tx, mb, uidvalidity)
 		if err != nil {
 			return err
 		}
-		cs.HighestModSeq = sum.HighestModSeq
-		cs.Last = max64(since, sum.HighestModSeq)
-		msgs := tx.Bucket([]byte(bucketMsgs))
-		prefix := key32(mb)
-		c := tx.Bucket([]byte(bucketModseq)).Cursor()
+		cs.HighestModSeq = highest
+		cs.Last = max(since, highest)
 		var cur uint64
 		n := 0
-		for k, v := c.Seek(modseqKey(mb, since+1, 0)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			_, ms, uid, _ := parseModseqKey(k)
+		err = a.walkChanges(tx, mb, modseqKey(mb, since+1, 0), func(ms uint64, uid uint32, m *Message) bool {
 			if ms != cur {
-				if max > 0 && n >= max {
+				if limit > 0 && n >= limit {
 					cs.Last = cur
-					break
+					return false
 				}
 				cur = ms
 			}
 			n++
-			if len(v) == 1 && v[0] == modseqExpunged {
+			if m == nil {
 				cs.Vanished = append(cs.Vanished, uid)
-				continue
+			} else {
+				cs.Changed = append(cs.Changed, *m)
 			}
-			mv := msgs.Get(msgKey(mb, uid))
-			if mv == nil {
-				continue
-			}
-			r, err := parseMsgRec(mv)
-			if err != nil {
-				return fmt.Errorf("message uid %d: %w", uid, err)
-			}
-			cs.Changed = append(cs.Changed, toMessage(uid, &r, a.keywordNames(tx, r.Keywords)))
-		}
+			return true
+		})
 		slices.Sort(cs.Vanished)
 		slices.SortFunc(cs.Changed, func(x, y Message) int { return int(int64(x.UID) - int64(y.UID)) })
-		return nil
+		return err
 	})
 	return cs, err
 }
@@ -434,7 +420,7 @@ type ChangePage struct {
 	Changed       []Message
 	Vanished      []uint32
 	HighestModSeq uint64
-	// More says max entries were returned and more follow: ask again
+	// More says limit entries were returned and more follow: ask again
 	// after (LastModSeq, LastUID).
 	More       bool
 	LastModSeq uint64
@@ -443,20 +429,17 @@ type ChangePage struct {
 
 // ChangesAfter is Changes with an exact page size: the entries with a
 // modseq above since, starting after the entry (afterModSeq, afterUID) when
-// afterModSeq is above since, at most max of them (max > 0). A page may end
+// afterModSeq is above since, at most limit of them (limit > 0). A page may end
 // inside the entries of one modseq, so any number of changes under one
 // modseq can be paged through.
-func (a *Account) ChangesAfter(mb, uidvalidity uint32, since, afterModSeq uint64, afterUID uint32, max int) (ChangePage, error) {
+func (a *Account) ChangesAfter(mb, uidvalidity uint32, since, afterModSeq uint64, afterUID uint32, limit int) (ChangePage, error) {
 	var p ChangePage
 	err := a.db.View(func(tx *bolt.Tx) error {
-		if _, err := checkMailbox(tx, mb, uidvalidity); err != nil {
-			return err
-		}
-		sum, err := parseSummaryRec(tx.Bucket([]byte(bucketSummary)).Get(key32(mb)))
+		highest, err := mailboxHighest(tx, mb, uidvalidity)
 		if err != nil {
 			return err
 		}
-		p.HighestModSeq = sum.HighestModSeq
+		p.HighestModSeq = highest
 		start := modseqKey(mb, since+1, 0)
 		if afterModSeq > since {
 			if afterUID == 0xffffffff {
@@ -465,39 +448,69 @@ func (a *Account) ChangesAfter(mb, uidvalidity uint32, since, afterModSeq uint64
 				start = modseqKey(mb, afterModSeq, afterUID+1)
 			}
 		}
-		msgs := tx.Bucket([]byte(bucketMsgs))
-		prefix := key32(mb)
-		c := tx.Bucket([]byte(bucketModseq)).Cursor()
 		n := 0
-		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if n >= max {
+		err = a.walkChanges(tx, mb, start, func(ms uint64, uid uint32, m *Message) bool {
+			if n >= limit {
 				p.More = true
-				break
+				return false
 			}
-			_, ms, uid, _ := parseModseqKey(k)
 			p.LastModSeq, p.LastUID = ms, uid
 			n++
-			if len(v) == 1 && v[0] == modseqExpunged {
+			if m == nil {
 				p.Vanished = append(p.Vanished, uid)
-				continue
+			} else {
+				p.Changed = append(p.Changed, *m)
 			}
-			mv := msgs.Get(msgKey(mb, uid))
-			if mv == nil {
-				continue
-			}
-			r, err := parseMsgRec(mv)
-			if err != nil {
-				return fmt.Errorf("message uid %d: %w", uid, err)
-			}
-			p.Changed = append(p.Changed, toMessage(uid, &r, a.keywordNames(tx, r.Keywords)))
-		}
+			return true
+		})
 		slices.Sort(p.Vanished)
-		return nil
+		return err
 	})
 	return p, err
 }
 
-func max64(a, b uint64) uint64 { return max(a, b) }
+// mailboxHighest checks the mailbox and returns its highest modseq.
+func mailboxHighest(tx *bolt.Tx, mb, uidvalidity uint32) (uint64, error) {
+	if _, err := checkMailbox(tx, mb, uidvalidity); err != nil {
+		return 0, err
+	}
+	sum, err := parseSummaryRec(tx.Bucket([]byte(bucketSummary)).Get(key32(mb)))
+	if err != nil {
+		return 0, err
+	}
+	return sum.HighestModSeq, nil
+}
+
+// walkChanges calls fn for each entry of mailbox mb's modseq index from key
+// start on, in index order, with the message (nil for a tombstone), until
+// fn returns false.
+func (a *Account) walkChanges(tx *bolt.Tx, mb uint32, start []byte, fn func(modseq uint64, uid uint32, m *Message) bool) error {
+	msgs := tx.Bucket([]byte(bucketMsgs))
+	prefix := key32(mb)
+	c := tx.Bucket([]byte(bucketModseq)).Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		_, ms, uid, _ := parseModseqKey(k)
+		if len(v) == 1 && v[0] == modseqExpunged {
+			if !fn(ms, uid, nil) {
+				return nil
+			}
+			continue
+		}
+		mv := msgs.Get(msgKey(mb, uid))
+		if mv == nil {
+			continue
+		}
+		r, err := parseMsgRec(mv)
+		if err != nil {
+			return fmt.Errorf("message uid %d: %w", uid, err)
+		}
+		m := toMessage(uid, &r, a.keywordNames(tx, r.Keywords))
+		if !fn(ms, uid, &m) {
+			return nil
+		}
+	}
+	return nil
+}
 
 // Writes.
 
