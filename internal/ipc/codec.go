@@ -83,11 +83,12 @@ func codeName(c uint16) string {
 // Errorf returns a RemoteError for a handler to return. The message is cut to
 // MaxErrorMessage bytes and made valid UTF-8 so it can always be sent.
 func Errorf(code uint16, format string, args ...any) *RemoteError {
-	return &RemoteError{Code: code, Message: clipText(fmt.Sprintf(format, args...), MaxErrorMessage)}
+	return &RemoteError{Code: code, Message: ClipText(fmt.Sprintf(format, args...), MaxErrorMessage)}
 }
 
-// clipText makes s valid UTF-8 of at most max bytes, cutting at a rune boundary.
-func clipText(s string, max int) string {
+// ClipText makes s valid UTF-8 of at most max bytes, cutting at a rune
+// boundary, so it fits a limited string field.
+func ClipText(s string, max int) string {
 	s = strings.ToValidUTF8(s, "?")
 	if len(s) <= max {
 		return s

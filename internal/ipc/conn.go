@@ -750,7 +750,7 @@ func (c *Conn) reply(h Header, m Message, files []*os.File, herr error) {
 func errorReply(err error) *ErrorReply {
 	var re *RemoteError
 	if errors.As(err, &re) {
-		return &ErrorReply{Code: re.Code, Message: clipText(re.Message, MaxErrorMessage)}
+		return &ErrorReply{Code: re.Code, Message: ClipText(re.Message, MaxErrorMessage)}
 	}
-	return &ErrorReply{Code: CodeFailed, Message: clipText(err.Error(), MaxErrorMessage)}
+	return &ErrorReply{Code: CodeFailed, Message: ClipText(err.Error(), MaxErrorMessage)}
 }

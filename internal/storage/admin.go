@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"moxd/internal/auth"
@@ -50,23 +49,10 @@ type importJob struct {
 
 func (j *importJob) problem(where, reason string) {
 	if len(j.problems) < ipc.MaxProblems {
-		j.problems = append(j.problems, ipc.ImportProblem{Where: where, Reason: truncate(reason, ipc.MaxTextLen)})
+		j.problems = append(j.problems, ipc.ImportProblem{Where: where, Reason: ipc.ClipText(reason, ipc.MaxTextLen)})
 	} else {
 		j.more++
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n-1]&0xc0 == 0x80 {
-		n--
-	}
-	if n > 0 && s[n-1] >= 0xc0 {
-		n--
-	}
-	return s[:n]
 }
 
 // serveAdmin handles master's FamStoreAdmin requests.
@@ -497,7 +483,7 @@ func (sv *service) backup(ctx context.Context, m *ipc.Backup, dir *os.File) (ipc
 		res.Messages += uint64(n)
 		res.Bytes += uint64(size)
 	}
-	if err := syncDir(accountsDir); err != nil {
+	if err := account.SyncDir(accountsDir); err != nil {
 		return nil, nil, err
 	}
 	sv.log.Info("backup written", "path", m.Path, "accounts", res.Accounts, "messages", res.Messages)
@@ -532,9 +518,6 @@ func regularFile(f *os.File) (os.FileInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
-	}
-	if _, ok := fi.Sys().(*syscall.Stat_t); !ok {
-		return nil, errors.New("cannot read file status")
 	}
 	return fi, nil
 }

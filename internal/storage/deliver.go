@@ -126,16 +126,19 @@ func (b *bodies) release(owner channelKey, id uint64) {
 	}
 	delete(b.m, id)
 	b.mu.Unlock()
-	go func() {
-		<-pb.done
-		if pb.body != nil {
-			pb.body.Remove()
-		}
-	}()
+	go pb.discard()
 }
 
-// releaseChannel deletes every body of a closed channel, and, with expire
-// set, every body older than bodyLifetime.
+// discard deletes the body's file once it is complete.
+func (pb *pendingBody) discard() {
+	<-pb.done
+	if pb.body != nil {
+		pb.body.Remove()
+	}
+}
+
+// releaseWhere deletes every body match selects: those of a closed
+// channel, or those older than bodyLifetime.
 func (b *bodies) releaseWhere(match func(pb *pendingBody) bool) {
 	b.mu.Lock()
 	var l []*pendingBody
@@ -147,12 +150,7 @@ func (b *bodies) releaseWhere(match func(pb *pendingBody) bool) {
 	}
 	b.mu.Unlock()
 	for _, pb := range l {
-		go func() {
-			<-pb.done
-			if pb.body != nil {
-				pb.body.Remove()
-			}
-		}()
+		go pb.discard()
 	}
 }
 

@@ -38,7 +38,7 @@ type events struct {
 	mu      sync.Mutex
 	pending map[eventKey]uint64
 	resync  bool
-	lost    map[ipc.Role]bool // an event to the role was not sent: it gets a resync
+	lost    map[ipc.Role]bool // run's own: an event to the role was not sent, it gets a resync
 	kick    chan struct{}
 }
 
@@ -98,10 +98,7 @@ func (ev *events) run(ctx context.Context) {
 				}
 			}
 		}
-		ev.mu.Lock()
-		retry := ev.lost[ipc.RoleIMAP] || ev.lost[ipc.RoleWeb]
-		ev.mu.Unlock()
-		if retry {
+		if ev.lost[ipc.RoleIMAP] || ev.lost[ipc.RoleWeb] {
 			select {
 			case ev.kick <- struct{}{}:
 			default:

@@ -70,7 +70,7 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	if slice.Store == nil {
 		return fmt.Errorf("config slice without store section")
 	}
-	sv, err := newService(ctx, slice.Dir, w.Log, time.Now)
+	sv, err := newService(slice.Dir, w.Log, time.Now)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func Run(ctx context.Context, w *worker.Worker) error {
 }
 
 // newService opens the store in dir.
-func newService(ctx context.Context, dir string, log *slog.Logger, now func() time.Time) (*service, error) {
+func newService(dir string, log *slog.Logger, now func() time.Time) (*service, error) {
 	st, err := openStore(dir, log, now)
 	if err != nil {
 		return nil, err

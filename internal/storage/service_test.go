@@ -55,7 +55,7 @@ func newTestStore(t *testing.T, accounts ...config.StoreAccount) *testStore {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	sv, err := newService(context.Background(), dir, log, time.Now)
+	sv, err := newService(dir, log, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

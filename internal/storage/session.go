@@ -32,11 +32,17 @@ type sessions struct {
 	mu     sync.Mutex
 	next   uint64
 	m      map[uint64]*session
-	counts map[string]int // account -> open sessions, for events
+	counts map[watchKey]int // open sessions per account and role, for events
+}
+
+// watchKey is an account as seen by one role.
+type watchKey struct {
+	account string
+	role    ipc.Role
 }
 
 func newSessions() *sessions {
-	return &sessions{m: map[uint64]*session{}, counts: map[string]int{}}
+	return &sessions{m: map[uint64]*session{}, counts: map[watchKey]int{}}
 }
 
 func (ss *sessions) add(s *session) {
@@ -45,7 +51,7 @@ func (ss *sessions) add(s *session) {
 	ss.next++
 	s.id = ss.next
 	ss.m[s.id] = s
-	ss.counts[s.account]++
+	ss.counts[watchKey{s.account, s.ch.role}]++
 }
 
 // get returns session id if it belongs to channel ch.
@@ -72,8 +78,9 @@ func (ss *sessions) remove(ch channelKey, id uint64) *session {
 
 func (ss *sessions) drop(s *session) {
 	delete(ss.m, s.id)
-	if ss.counts[s.account]--; ss.counts[s.account] <= 0 {
-		delete(ss.counts, s.account)
+	k := watchKey{s.account, s.ch.role}
+	if ss.counts[k]--; ss.counts[k] <= 0 {
+		delete(ss.counts, k)
 	}
 }
 
@@ -95,15 +102,7 @@ func (ss *sessions) removeWhere(match func(*session) bool) []*session {
 func (ss *sessions) watched(acct string, role ipc.Role) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.counts[acct] == 0 {
-		return false
-	}
-	for _, s := range ss.m {
-		if s.account == acct && s.ch.role == role {
-			return true
-		}
-	}
-	return false
+	return ss.counts[watchKey{acct, role}] > 0
 }
 
 func (ss *sessions) count() int {
@@ -201,18 +200,15 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 		return mailboxChange(ctx, a, m)
 
 	case *ipc.MessagesReq:
-		max := int(m.Max)
-		if max <= 0 || max > ipc.MaxMetaBatch {
-			max = ipc.MaxMetaBatch
-		}
-		msgs, err := a.Messages(m.Ref.Mailbox, m.Ref.UIDValidity, max32(m.FromUID, 1), max+1)
+		limit := pageSize(m.Max)
+		msgs, err := a.Messages(m.Ref.Mailbox, m.Ref.UIDValidity, max(m.FromUID, 1), limit+1)
 		if err != nil {
 			return nil, nil, err
 		}
 		batch := &ipc.MessageBatch{}
-		if len(msgs) > max {
-			batch.Next = msgs[max].UID
-			msgs = msgs[:max]
+		if len(msgs) > limit {
+			batch.Next = msgs[limit].UID
+			msgs = msgs[:limit]
 		}
 		batch.Keywords, batch.Messages = metas(msgs)
 		return batch, nil, nil
@@ -290,14 +286,10 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 		return &ipc.Appended{UIDValidity: d.UIDValidity, UID: d.UID, ModSeq: d.ModSeq}, nil, nil
 
 	case *ipc.ChangesReq:
-		max := int(m.Max)
-		if max <= 0 || max > ipc.MaxMetaBatch {
-			max = ipc.MaxMetaBatch
-		}
 		// Vanished UIDs travel as ranges: a page of scattered UIDs must
 		// fit MaxRanges too.
-		max = min(max, ipc.MaxRanges)
-		p, err := a.ChangesAfter(m.Ref.Mailbox, m.Ref.UIDValidity, m.Since, m.AfterModSeq, m.AfterUID, max)
+		limit := min(pageSize(m.Max), ipc.MaxRanges)
+		p, err := a.ChangesAfter(m.Ref.Mailbox, m.Ref.UIDValidity, m.Since, m.AfterModSeq, m.AfterUID, limit)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -583,4 +575,11 @@ func closeFiles(l []*os.File) {
 	}
 }
 
-func max32(a, b uint32) uint32 { return max(a, b) }
+// pageSize is the number of messages a page answer holds: what the caller
+// asked for, within ipc.MaxMetaBatch.
+func pageSize(asked uint16) int {
+	if asked == 0 || int(asked) > ipc.MaxMetaBatch {
+		return ipc.MaxMetaBatch
+	}
+	return int(asked)
+}

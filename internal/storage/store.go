@@ -332,7 +332,7 @@ func (s *Store) finishRemove(name string) error {
 	if err := os.Rename(dir, gone); err != nil {
 		return fmt.Errorf("account %s: move directory away: %w", name, err)
 	}
-	if err := syncDir(s.accountsDir()); err != nil {
+	if err := account.SyncDir(s.accountsDir()); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -379,19 +379,7 @@ func writeSynced(path string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return account.SyncDir(filepath.Dir(path))
 }
 
 // withTimeout is the deadline for one store operation a peer asked for

@@ -178,7 +178,7 @@ func open(dir string, opts Options, create bool) (*Account, error) {
 	if create {
 		err = a.initDB()
 		if err == nil {
-			err = syncDir(dir)
+			err = SyncDir(dir)
 		}
 	} else {
 		err = a.checkSchema()
@@ -473,8 +473,9 @@ func emptyDir(dir string) error {
 	return nil
 }
 
-// syncDir fsyncs a directory so that entries created in it are durable.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so that entries created in it are durable.
+// moxd-store uses it for its own directories too.
+func SyncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open directory for sync: %w", err)

@@ -81,12 +81,12 @@ func (a *Account) Backup(ctx context.Context, dstDir string) error {
 		}
 	}
 	for dir := range dirs {
-		if err := syncDir(dir); err != nil {
+		if err := SyncDir(dir); err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
 	}
 	for _, dir := range []string{filepath.Join(dstDir, "msg"), dstDir} {
-		if err := syncDir(dir); err != nil {
+		if err := SyncDir(dir); err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
 	}

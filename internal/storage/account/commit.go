@@ -525,12 +525,12 @@ func (w *wtx) syncDirs() error {
 		return nil
 	}
 	for dir := range w.dirs {
-		if err := syncDir(dir); err != nil {
+		if err := SyncDir(dir); err != nil {
 			return err
 		}
 	}
 	if w.newFan {
-		if err := syncDir(filepath.Join(w.a.dir, "msg")); err != nil {
+		if err := SyncDir(filepath.Join(w.a.dir, "msg")); err != nil {
 			return err
 		}
 	}
