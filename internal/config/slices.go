@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Slices: the typed part of the configuration each role receives from master
 // over IPC (as strict JSON). Roles never read config files; a role's slice
 // holds only what that role uses, and secrets only where used.
@@ -32,6 +34,102 @@ type KeysSlice struct {
 type SMTPSlice struct {
 	// Submission is true for the submission instance (587/465).
 	Submission bool `json:"submission"`
+	// Localserve enables the localserve behaviour: every address is
+	// accepted (unknown ones go to the localserve account) and special
+	// localparts simulate failures (README "localserve").
+	Localserve bool     `json:"localserve,omitempty"`
+	DNS        DNSSlice `json:"dns"`
+	// MaxMessageSize is the SIZE limit announced and enforced, in bytes.
+	MaxMessageSize int64 `json:"max_message_size"`
+	// MaxRecipients is the most RCPT TO accepted per transaction (LIMITS
+	// RCPTMAX); at least 100 (RFC 5321 §4.5.3.1.8).
+	MaxRecipients int `json:"max_recipients"`
+	// RequireTLS announces REQUIRETLS (RFC 8689) after TLS is up.
+	RequireTLS bool `json:"requiretls"`
+	// RejectDMARC answers 550 to a message whose DMARC evaluation fails
+	// under a reject policy (smtp instance only).
+	RejectDMARC bool        `json:"reject_dmarc"`
+	Limits      LimitsSlice `json:"limits"`
+}
+
+// DNSSlice says how roles that use DNS (smtp, queue) reach a resolver.
+// Master reads resolv.conf (or the [dns] options) so no role reads files.
+type DNSSlice struct {
+	// Offline: no DNS traffic at all; every lookup is "not found"
+	// (localserve).
+	Offline bool `json:"offline,omitempty"`
+	// Servers are "ip:port" of recursive resolvers, tried in order.
+	Servers []string `json:"servers,omitempty"`
+	// TrustAD trusts the AD bit from non-loopback servers (resolv.conf
+	// "options trust-ad").
+	TrustAD bool `json:"trust_ad,omitempty"`
+}
+
+// LimitsSlice holds the abuse limits of a network role. Index 0, 1, 2 of
+// the per-prefix arrays are IPv4 /32, /26, /21 and IPv6 /64, /48, /32.
+type LimitsSlice struct {
+	// TrustedNetworks (CIDR) are exempt from every limit here.
+	TrustedNetworks []string `json:"trusted_networks,omitempty"`
+	// ConnectionsPerMinute per prefix size; 0 means no limit.
+	ConnectionsPerMinute [3]int `json:"connections_per_minute"`
+	// ConcurrentConnections per prefix size; 0 means no limit.
+	ConcurrentConnections [3]int `json:"concurrent_connections"`
+	// AuthFailureDelay is added to every failed AUTH, doubling per
+	// failure in a session (nanoseconds, as time.Duration).
+	AuthFailureDelay time.Duration `json:"auth_failure_delay"`
+	// UnknownRecipientDelay is waited before a 550 for an unknown
+	// recipient.
+	UnknownRecipientDelay time.Duration `json:"unknown_recipient_delay"`
+	// MaxAuthFailures ends a session after this many failed AUTH.
+	MaxAuthFailures int `json:"max_auth_failures"`
+}
+
+// QueueSlice is what moxd-queue needs: which accounts exist, which
+// addresses each may send as, and their sending limits.
+type QueueSlice struct {
+	// Localserve: deliveries go to the sender's own account (issue 5);
+	// special localparts simulate failures.
+	Localserve     bool     `json:"localserve,omitempty"`
+	DNS            DNSSlice `json:"dns"`
+	MaxMessageSize int64    `json:"max_message_size"`
+	// Postmaster is the account that receives system mail and is the
+	// sender account of DSNs.
+	Postmaster string         `json:"postmaster"`
+	Domains    []AddrDomain   `json:"domains"`
+	Accounts   []QueueAccount `json:"accounts"`
+}
+
+// QueueAccount is one account as queue sees it.
+type QueueAccount struct {
+	Name string `json:"name"`
+	// Addresses the account receives at and may send as; "@domain" is a
+	// catchall (the account may send as any address of that domain).
+	Addresses []string `json:"addresses"`
+	// MaxMessagesPerDay and MaxFirstTimeRecipientsPerDay limit
+	// submissions over the last 24 hours; 0 means no limit.
+	MaxMessagesPerDay            int `json:"max_messages_per_day"`
+	MaxFirstTimeRecipientsPerDay int `json:"max_first_time_recipients_per_day"`
+}
+
+// AddrDomain is a local domain with its addressing rules, shared by store
+// (delivery) and queue (sender checks).
+type AddrDomain struct {
+	Name string `json:"name"` // lower-case, Unicode form
+	// LocalpartSeparators: a localpart "a+tag" also matches "a" when "+"
+	// is one of them (catchall separator).
+	LocalpartSeparators []string `json:"localpart_separators,omitempty"`
+	// LocalpartCaseSensitive: "Mjl" and "mjl" are different addresses.
+	LocalpartCaseSensitive bool `json:"localpart_case_sensitive,omitempty"`
+	// Aliases expand one address to several addresses.
+	Aliases []AddrAlias `json:"aliases,omitempty"`
+}
+
+// AddrAlias is a local alias: mail to Address goes to every member.
+type AddrAlias struct {
+	Address string   `json:"address"`
+	Members []string `json:"members"`
+	// MembersMaySend lets members use the alias address as From.
+	MembersMaySend bool `json:"members_may_send,omitempty"`
 }
 
 // NetSlice is what imap and web need for now.
