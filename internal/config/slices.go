@@ -16,6 +16,7 @@ type Slice struct {
 	Keys  *KeysSlice  `json:"keys,omitempty"`
 	SMTP  *SMTPSlice  `json:"smtp,omitempty"`
 	Store *StoreSlice `json:"store,omitempty"`
+	Queue *QueueSlice `json:"queue,omitempty"`
 	IMAP  *NetSlice   `json:"imap,omitempty"`
 	Web   *NetSlice   `json:"web,omitempty"`
 }
