@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -19,28 +20,29 @@ type command struct {
 
 // anyState is every state of a session. RFC 5321 §4.1.4: NOOP, HELP, EXPN,
 // VRFY and RSET may be sent at any time, and so may EHLO/HELO and QUIT.
-const anyState = stateSet(1<<stateInit | 1<<stateReady)
+const anyState = stateSet(1<<stateInit | 1<<stateReady | 1<<stateMail | 1<<stateRcpt)
+
+// inTransaction is after MAIL.
+var inTransaction = statesOf(stateMail, stateRcpt)
 
 // commands maps an upper-case verb to its command. Read-only.
-//
-// RCPT and DATA are allowed in no state of this build: both need a MAIL
-// transaction (RFC 5321 §3.3), and MAIL is not accepted yet, so they always
-// get the 503 sequence error RFC 5321 §4.3.2 lists for them.
 var commands = map[string]command{
 	"EHLO":     {anyState, (*conn).cmdEHLO},
 	"HELO":     {anyState, (*conn).cmdHELO},
 	"STARTTLS": {statesOf(stateReady), (*conn).cmdSTARTTLS},
-	"NOOP":     {anyState, (*conn).cmdNOOP},
-	"RSET":     {anyState, (*conn).cmdRSET},
-	"HELP":     {anyState, (*conn).cmdHELP},
-	"VRFY":     {anyState, (*conn).cmdVRFY},
-	"EXPN":     {anyState, (*conn).cmdVRFY},
-	"QUIT":     {anyState, (*conn).cmdQUIT},
-	"MAIL":     {statesOf(stateReady), notAvailable("MAIL")},
-	"AUTH":     {statesOf(stateReady), notAvailable("AUTH")},
-	"BDAT":     {statesOf(stateReady), notAvailable("BDAT")},
-	"RCPT":     {statesOf(), notAvailable("RCPT")},
-	"DATA":     {statesOf(), notAvailable("DATA")},
+	"AUTH":     {statesOf(stateReady), (*conn).cmdAUTH},
+	"MAIL":     {statesOf(stateReady), (*conn).cmdMAIL},
+	"RCPT":     {inTransaction, (*conn).cmdRCPT},
+	"DATA":     {statesOf(stateRcpt), (*conn).cmdDATA},
+	// BDAT is dispatched in every state: outside a transaction its chunk
+	// must still be read and discarded (data.go).
+	"BDAT": {anyState, (*conn).cmdBDAT},
+	"NOOP": {anyState, (*conn).cmdNOOP},
+	"RSET": {anyState, (*conn).cmdRSET},
+	"HELP": {anyState, (*conn).cmdHELP},
+	"VRFY": {anyState, (*conn).cmdVRFY},
+	"EXPN": {anyState, (*conn).cmdVRFY},
+	"QUIT": {anyState, (*conn).cmdQUIT},
 }
 
 // dispatch parses one command line (without CRLF) and runs its command.
@@ -91,18 +93,17 @@ func (c *conn) sequenceError(verb string) *Reply {
 	case "RCPT":
 		return errorReply(503, "5.5.1", "send MAIL FROM first")
 	case "DATA":
+		if c.state == stateMail {
+			// RFC 5321 §3.3: no valid recipients.
+			return errorReply(554, "5.5.1", "no valid recipients")
+		}
 		return errorReply(503, "5.5.1", "send MAIL FROM and RCPT TO first")
+	case "MAIL", "AUTH", "STARTTLS":
+		if c.state == stateMail || c.state == stateRcpt {
+			return errorReply(503, "5.5.1", verb+" is not allowed during a mail transaction; send RSET first")
+		}
 	}
 	return errorReply(503, "5.5.1", "bad sequence of commands")
-}
-
-// notAvailable is the handler of a verb this build recognizes but does not
-// serve. RFC 5321 §4.2.4: 502 is the reply to a recognized command the
-// server does not offer.
-func notAvailable(verb string) func(c *conn, arg string) error {
-	return func(c *conn, arg string) error {
-		return errorReply(502, "5.5.1", verb+" is not available: this moxd build does not accept mail yet")
-	}
 }
 
 // hello handles the common part of EHLO and HELO: validate the argument and
@@ -119,9 +120,17 @@ func (c *conn) hello(verb, arg string) error {
 	}
 	// RFC 5321 §4.1.4: EHLO/HELO also resets any mail transaction, as RSET
 	// does.
+	c.abortTransaction()
 	c.state = stateReady
 	c.helloName = arg
+	c.st.HelloName = arg
+	c.st.EHLO = verb == "EHLO"
 	c.log.Debug("smtp hello", "verb", verb, "name", arg)
+	if err := c.sess.Hello(c.ctx, &c.st); err != nil {
+		c.state = stateInit
+		c.helloName, c.st.HelloName = "", ""
+		return c.sessionError("hello", err)
+	}
 	return nil
 }
 
@@ -130,13 +139,8 @@ func (c *conn) cmdEHLO(arg string) error {
 		return err
 	}
 	// RFC 5321 §4.1.1.1: the first line is our domain, then one extension
-	// per line. Announce only what this build honours. RFC 2034 §3: no
-	// enhanced codes in the EHLO reply.
-	lines := []string{c.cfg.Hostname, "ENHANCEDSTATUSCODES"} // RFC 2034
-	if c.offersStartTLS() {
-		lines = append(lines, "STARTTLS") // RFC 3207 §4
-	}
-	return c.writeReply(&Reply{Code: 250, Lines: lines})
+	// per line. RFC 2034 §3: no enhanced codes in the EHLO reply.
+	return c.writeReply(&Reply{Code: 250, Lines: c.extensions()})
 }
 
 func (c *conn) cmdHELO(arg string) error {
@@ -157,19 +161,56 @@ func (c *conn) cmdRSET(arg string) error {
 	if arg != "" {
 		return errorReply(501, "5.5.4", "RSET takes no arguments")
 	}
+	c.abortTransaction()
 	return c.writeReply(errorReply(250, "2.0.0", "OK"))
 }
 
-// RFC 5321 §4.1.1.8: HELP, with an optional topic that this build ignores.
+// RFC 5321 §4.1.1.8: HELP, with an optional topic that is ignored.
 func (c *conn) cmdHELP(arg string) error {
-	verbs := "EHLO HELO NOOP RSET VRFY EXPN HELP QUIT"
+	verbs := []string{"EHLO", "HELO"}
 	if c.offersStartTLS() {
-		verbs = "EHLO HELO STARTTLS NOOP RSET VRFY EXPN HELP QUIT"
+		verbs = append(verbs, "STARTTLS")
+	}
+	if c.offersAuth() {
+		verbs = append(verbs, "AUTH")
+	}
+	verbs = append(verbs, "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "EXPN", "HELP", "QUIT")
+	what := "moxd SMTP server"
+	if c.cfg.Submission {
+		what = "moxd SMTP submission server: authenticate with AUTH before MAIL"
 	}
 	return c.writeReply(&Reply{Code: 214, Enhanced: "2.0.0", Lines: []string{
-		"moxd SMTP server; this build does not accept mail yet",
-		"commands: " + verbs,
+		what,
+		"commands: " + strings.Join(verbs, " "),
 	}})
+}
+
+// extensions returns the lines of the EHLO reply: our name, then every
+// extension this session honours (RFC 5321 §4.1.1.1).
+func (c *conn) extensions() []string {
+	l := []string{
+		c.cfg.Hostname,
+		"PIPELINING", // RFC 2920
+		"SIZE " + strconv.FormatInt(c.cfg.MaxMessageSize, 10), // RFC 1870
+		"8BITMIME",            // RFC 6152
+		"SMTPUTF8",            // RFC 6531
+		"ENHANCEDSTATUSCODES", // RFC 2034
+	}
+	if c.offersStartTLS() {
+		l = append(l, "STARTTLS") // RFC 3207 §4
+	}
+	if mechs := c.sess.AuthMechanisms(&c.st); len(mechs) > 0 && c.st.Account == "" {
+		l = append(l, "AUTH "+strings.Join(mechs, " ")) // RFC 4954 §3
+	}
+	l = append(l, "CHUNKING") // RFC 3030
+	if c.cfg.RequireTLS && c.tlsState != nil {
+		l = append(l, "REQUIRETLS") // RFC 8689 §4.1: only over TLS
+	}
+	l = append(l,
+		"LIMITS RCPTMAX="+strconv.Itoa(c.cfg.MaxRecipients), // RFC 9422
+		"DSN", // RFC 3461
+	)
+	return l
 }
 
 // cmdVRFY serves VRFY and EXPN. RFC 5321 §3.5.3: 252 says the address is

@@ -27,6 +27,11 @@ func FuzzSession(f *testing.F) {
 		"NOOP\nNOOP\rNOOP\r\n\r\n\x00\xff\r\n",
 		"NOOP " + strings.Repeat("x", 5000) + "\r\nQUIT\r\n",
 		"xyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\nxyzzy\r\n",
+		"EHLO c\r\nMAIL FROM:<a@b.example> SIZE=10 BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<\"q x\"@b.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x+40y\r\nDATA\r\nSubject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n",
+		"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster>\r\nBDAT 5\r\nab\r\nBDAT 3 LAST\r\nc\r\nRSET\r\n",
+		"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nx\n.\nmore\r\n.\r\n",
+		"EHLO c\r\nAUTH CRAM-MD5\r\n*\r\nAUTH PLAIN =\r\n",
+		"EHLO c\r\nMAIL FROM:<@a.example,@b.example:u@c.example>\r\nRCPT TO:<ü@ä.example>\r\n",
 		"",
 	}
 	for _, s := range seeds {
@@ -44,6 +49,8 @@ func FuzzSession(f *testing.F) {
 				TLSConfig:      serverTLS,
 				CommandTimeout: 20 * time.Millisecond, // short: a session waiting for more input ends quickly
 				TLSTimeout:     20 * time.Millisecond,
+				Session:        &testSession{mechs: []string{"PLAIN", "CRAM-MD5"}},
+				MaxMessageSize: 1000,
 			})
 		}()
 		out := make(chan []byte, 1)

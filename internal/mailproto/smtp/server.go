@@ -1,19 +1,24 @@
-// Package smtp is moxd's SMTP server protocol engine (RFC 5321). It runs inside
-// moxd-smtp, both in the port-25 (MX) instance and in the submission instance
-// (587/465). It is pure protocol: it is given an accepted net.Conn, a TLS
-// configuration and a logger, and knows nothing about processes, IPC or config
+// Package smtp is moxd's SMTP server protocol engine (RFC 5321 and the
+// extensions moxd announces). It runs inside moxd-smtp, both in the port-25
+// (MX) instance and in the submission instance (587/465). It is pure
+// protocol: it is given an accepted net.Conn, a TLS configuration, a logger
+// and a Session (session.go) that decides about senders, recipients and
+// where the message goes; it knows nothing about processes, IPC or config
 // files; the smtpd role wires it to those.
 //
-// This build speaks the session layer only: greeting, EHLO/HELO, STARTTLS
-// (RFC 3207), NOOP, RSET, HELP, VRFY/EXPN, QUIT. It does not accept mail yet and
-// says so: MAIL, AUTH and BDAT are answered with 502, and RCPT and DATA with
-// the 503 sequence error RFC 5321 requires when no MAIL came first.
+// Commands: EHLO, HELO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT, VRFY and
+// EXPN (252), HELP, STARTTLS (RFC 3207), AUTH (RFC 4954, when the Session
+// offers mechanisms). Extensions: PIPELINING (RFC 2920), SIZE (RFC 1870),
+// 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034),
+// CHUNKING (RFC 3030), REQUIRETLS (RFC 8689), LIMITS (RFC 9422), DSN (RFC
+// 3461).
 //
 // moxd writes its own server rather than using a library server: the smtpd
 // role needs control over every read (deadlines, sizes, pipelining checks
-// around STARTTLS) and over where the body goes (a pipe to moxd-store, see
-// DESIGN.md §4), which general-purpose server libraries hide behind their own
-// session interfaces.
+// around STARTTLS, the exact end-of-data rule that stops SMTP smuggling) and
+// over where the body goes (a pipe to moxd-store, see DESIGN.md §4), which
+// general-purpose server libraries hide behind their own session
+// interfaces.
 package smtp
 
 // Implementation notes.
@@ -32,9 +37,15 @@ package smtp
 // *closeError (a final reply after which the session ends). Only the loop
 // writes error replies.
 //
-// The session state (connState) only moves through: stateInit (greeting sent,
-// no EHLO/HELO) -> stateReady (EHLO/HELO accepted). STARTTLS moves back to
-// stateInit (RFC 3207 §4.2). The mail transaction states join later.
+// The session state (connState) moves through: stateInit (greeting sent, no
+// EHLO/HELO) -> stateReady (EHLO/HELO accepted) -> stateMail (MAIL accepted)
+// -> stateRcpt (at least one RCPT accepted) -> back to stateReady after
+// DATA/BDAT LAST, RSET or a failed transaction. EHLO/HELO and STARTTLS
+// (RFC 3207 §4.2, back to stateInit) abort a transaction.
+//
+// Replies are written into a buffer that is flushed before every read that
+// would block (flushReader), so pipelined commands (RFC 2920) get their
+// replies in one write and a single command still gets its reply at once.
 
 import (
 	"bufio"
@@ -46,6 +57,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"syscall"
@@ -63,6 +75,11 @@ const (
 	DefaultCommandTimeout = 5 * time.Minute
 	DefaultTLSTimeout     = 30 * time.Second
 	DefaultMaxErrors      = 10
+	// DefaultMaxMessageSize is the SIZE limit when Config leaves it 0.
+	DefaultMaxMessageSize = 100 << 20
+	// DefaultMaxRecipients is the RCPTMAX when Config leaves it 0. RFC 5321
+	// §4.5.3.1.8: at least 100 must be accepted.
+	DefaultMaxRecipients = 1000
 )
 
 // finalWriteTimeout bounds the write of the last reply when the session ends
@@ -83,8 +100,19 @@ type Config struct {
 	// is not offered. Requires TLSConfig.
 	ImplicitTLS bool
 	// Submission marks a submission instance (587/465) rather than an MX
-	// (25). For now it only changes the greeting wording.
+	// (25): MAIL needs a successful AUTH first (RFC 4954 §6, RFC 6409 §4.3).
 	Submission bool
+	// Session decides about the mail transactions. Required.
+	Session Session
+	// MaxMessageSize is announced with SIZE and enforced on DATA and BDAT.
+	// Zero means DefaultMaxMessageSize.
+	MaxMessageSize int64
+	// MaxRecipients is the most recipients per transaction, announced as
+	// LIMITS RCPTMAX. Zero means DefaultMaxRecipients; less than 100 is
+	// raised to 100 (RFC 5321 §4.5.3.1.8).
+	MaxRecipients int
+	// RequireTLS announces REQUIRETLS (RFC 8689) once TLS is active.
+	RequireTLS bool
 	// CommandTimeout bounds every read of a command line and every write of
 	// a reply. Zero means DefaultCommandTimeout (5 minutes).
 	CommandTimeout time.Duration
@@ -109,6 +137,10 @@ const (
 	stateInit connState = iota
 	// stateReady: EHLO or HELO accepted, no mail transaction.
 	stateReady
+	// stateMail: MAIL accepted, no recipient yet.
+	stateMail
+	// stateRcpt: at least one recipient accepted.
+	stateRcpt
 )
 
 func (s connState) String() string {
@@ -117,6 +149,10 @@ func (s connState) String() string {
 		return "init"
 	case stateReady:
 		return "ready"
+	case stateMail:
+		return "mail"
+	case stateRcpt:
+		return "rcpt"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -142,13 +178,36 @@ type conn struct {
 
 	raw      net.Conn             // the accepted connection; deadlines are set here
 	nc       net.Conn             // raw, or the *tls.Conn over it
-	br       *bufio.Reader        // reads nc; replaced after a TLS handshake
+	br       *bufio.Reader        // reads nc through flushReader; replaced after a TLS handshake
+	bw       *bufio.Writer        // replies to nc; flushed before every blocking read
 	tlsState *tls.ConnectionState // non-nil once TLS is up
 
 	state     connState
 	helloName string // the EHLO/HELO argument, empty in stateInit
 	errCount  int    // error replies sent so far
 	lines     int    // command lines read so far
+
+	// lastReadDeadline is when the read deadline was last moved while
+	// reading message data (refreshReadDeadline).
+	lastReadDeadline time.Time
+
+	st   State // what the Session sees
+	sess Session
+	// pending is a command line read while a BDAT sequence was expected,
+	// to be dispatched after the transaction ended (data.go).
+	pending    string
+	hasPending bool
+}
+
+// flushReader is the reader under br: it flushes pending replies before it
+// reads, so a reply is never held back while the server waits for input.
+type flushReader struct{ c *conn }
+
+func (f flushReader) Read(p []byte) (int, error) {
+	if err := f.c.flush(); err != nil {
+		return 0, err
+	}
+	return f.c.nc.Read(p)
 }
 
 // closeError ends the session after sending reply (if non-nil). cause is what
@@ -188,6 +247,10 @@ func Serve(ctx context.Context, conn net.Conn, cfg Config) error {
 	if cfg.ImplicitTLS && cfg.TLSConfig == nil {
 		return errors.New("smtp: Config.ImplicitTLS is set without Config.TLSConfig; configure a certificate for the implicit TLS listener")
 	}
+	if cfg.Session == nil {
+		return errors.New("smtp: Config.Session is nil")
+	}
+	defer c.abortTransaction()
 
 	// Interrupt a blocked read when ctx is canceled. Only the read deadline
 	// is moved: a timed-out write leaves a TLS connection unusable, and the
@@ -244,6 +307,13 @@ func newConn(ctx context.Context, nc net.Conn, cfg Config) *conn {
 	if cfg.MaxErrors <= 0 {
 		cfg.MaxErrors = DefaultMaxErrors
 	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxRecipients <= 0 {
+		cfg.MaxRecipients = DefaultMaxRecipients
+	}
+	cfg.MaxRecipients = max(cfg.MaxRecipients, 100)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -254,13 +324,17 @@ func newConn(ctx context.Context, nc net.Conn, cfg Config) *conn {
 	}
 	log = log.With("conn", cfg.ConnID, "remote", remote)
 	c := &conn{
-		ctx: ctx,
-		cfg: cfg,
-		log: log,
-		raw: nc,
-		nc:  nc,
+		ctx:  ctx,
+		cfg:  cfg,
+		log:  log,
+		raw:  nc,
+		nc:   nc,
+		sess: cfg.Session,
 	}
-	c.br = newLineReader(nc)
+	c.st.Remote = addrPort(nc.RemoteAddr())
+	c.st.Local = addrPort(nc.LocalAddr())
+	c.br = newLineReader(flushReader{c})
+	c.bw = bufio.NewWriterSize(nc, 4096)
 	return c
 }
 
@@ -286,27 +360,72 @@ func (c *conn) run() error {
 	}
 
 	for {
-		line, err := c.readCommand()
-		if err != nil {
-			var r *Reply
-			if !errors.As(err, &r) {
-				return err
+		var line string
+		if c.hasPending {
+			line, c.hasPending = c.pending, false
+		} else {
+			l, err := c.readCommand()
+			if err != nil {
+				if err := c.replyError(err); err != nil {
+					return err
+				}
+				continue
 			}
-			if err := c.writeError(r); err != nil {
-				return err
-			}
-			continue
+			line = l
 		}
 		if err := c.dispatch(line); err != nil {
-			var r *Reply
-			if !errors.As(err, &r) {
-				return err
-			}
-			if err := c.writeError(r); err != nil {
+			if err := c.replyError(err); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// replyError sends the reply a handler returned instead of nil: a *Reply
+// (2xx as success, 421 ending the session, others counted as errors), or
+// for any other error a 451 when the session can go on. Errors that end
+// the session (*closeError, I/O errors) are returned.
+func (c *conn) replyError(err error) error {
+	var ce *closeError
+	if errors.As(err, &ce) {
+		return err
+	}
+	var r *Reply
+	if !errors.As(err, &r) {
+		return err
+	}
+	switch {
+	case r.Code < 400:
+		return c.writeReply(r)
+	case r.Code == 421:
+		return &closeError{reply: r, cause: fmt.Errorf("session ended with %s", r.Error())}
+	}
+	return c.writeError(r)
+}
+
+// sessionError turns an error a Session method returned into the error a
+// handler returns: a *Reply as is, anything else logged and answered "451
+// 4.3.0" (the session goes on).
+func (c *conn) sessionError(op string, err error) error {
+	var r *Reply
+	if errors.As(err, &r) {
+		return r
+	}
+	var ce *closeError
+	if errors.As(err, &ce) {
+		return err
+	}
+	c.log.Error("smtp session "+op+" failed", "err", err)
+	return errorReply(451, "4.3.0", "local error, try again later")
+}
+
+// addrPort returns the address of a TCP connection end, or the zero value.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }
 
 // readCommand reads and frames one command line. A *Reply error is a
@@ -399,22 +518,48 @@ func (c *conn) writeReply(r *Reply) error {
 // ignoring errors: the connection is closed next anyway.
 func (c *conn) writeFinal(r *Reply) {
 	timeout := min(finalWriteTimeout, c.cfg.CommandTimeout)
-	if err := c.write(r, timeout); err != nil {
+	err := c.write(r, timeout)
+	if err == nil {
+		err = c.flushTimeout(timeout)
+	}
+	if err != nil {
 		c.log.Debug("smtp write final reply", "err", err)
 	}
 }
 
+// write buffers a reply; it is sent before the next blocking read, or at
+// once when the buffer fills. timeout is the write deadline of sends.
 func (c *conn) write(r *Reply, timeout time.Duration) error {
-	if err := c.raw.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return fmt.Errorf("set write deadline: %w", err)
-	}
 	buf := r.appendTo(nil)
 	if c.log.Enabled(c.ctx, LevelTrace) {
 		for line := range bytes.Lines(buf) {
 			c.log.Log(c.ctx, LevelTrace, "smtp send", "reply", logLine(line))
 		}
 	}
-	if _, err := c.nc.Write(buf); err != nil {
+	if c.bw.Available() < len(buf) {
+		if err := c.flushTimeout(timeout); err != nil {
+			return err
+		}
+	}
+	if _, err := c.bw.Write(buf); err != nil {
+		return fmt.Errorf("write reply: %w", err)
+	}
+	return nil
+}
+
+// flush sends buffered replies under the command deadline.
+func (c *conn) flush() error {
+	return c.flushTimeout(c.cfg.CommandTimeout)
+}
+
+func (c *conn) flushTimeout(timeout time.Duration) error {
+	if c.bw.Buffered() == 0 {
+		return nil
+	}
+	if err := c.raw.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	if err := c.bw.Flush(); err != nil {
 		return fmt.Errorf("write reply: %w", err)
 	}
 	return nil

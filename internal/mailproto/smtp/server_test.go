@@ -24,11 +24,11 @@ func TestGreetingAndEHLO(t *testing.T) {
 		ehlo     string
 	}{
 		{"mx plain", Config{}, "220 mail.example.org ESMTP moxd",
-			"250-mail.example.org\n250 ENHANCEDSTATUSCODES"},
-		{"mx starttls", Config{TLSConfig: serverTLS}, "220 mail.example.org ESMTP moxd",
-			"250-mail.example.org\n250-ENHANCEDSTATUSCODES\n250 STARTTLS"},
-		{"submission", Config{Submission: true, TLSConfig: serverTLS}, "220 mail.example.org ESMTP moxd mail submission",
-			"250-mail.example.org\n250-ENHANCEDSTATUSCODES\n250 STARTTLS"},
+			"250-mail.example.org\n250-PIPELINING\n250-SIZE 104857600\n250-8BITMIME\n250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-CHUNKING\n250-LIMITS RCPTMAX=1000\n250 DSN"},
+		{"mx starttls", Config{TLSConfig: serverTLS, RequireTLS: true}, "220 mail.example.org ESMTP moxd",
+			"250-mail.example.org\n250-PIPELINING\n250-SIZE 104857600\n250-8BITMIME\n250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-STARTTLS\n250-CHUNKING\n250-LIMITS RCPTMAX=1000\n250 DSN"},
+		{"submission", Config{Submission: true, TLSConfig: serverTLS, Session: &testSession{mechs: []string{"SCRAM-SHA-256"}}}, "220 mail.example.org ESMTP moxd mail submission",
+			"250-mail.example.org\n250-PIPELINING\n250-SIZE 104857600\n250-8BITMIME\n250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-STARTTLS\n250-AUTH SCRAM-SHA-256\n250-CHUNKING\n250-LIMITS RCPTMAX=1000\n250 DSN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestHelloSyntax(t *testing.T) {
 				// greeted; after an accepted one it is.
 				want := "503 5.5.1"
 				if tt.want == "250" {
-					want = "502 5.5.1"
+					want = "250 2.1.0"
 				}
 				s.expect("MAIL FROM:<a@example.org>", want)
 			})
@@ -147,12 +147,12 @@ func TestVerbsInEveryState(t *testing.T) {
 		{"VRFY postmaster", map[string]string{"init": "252 2.5.0", "ready": "252 2.5.0", "ready-helo": "252 2.5.0", "tls-init": "252 2.5.0", "tls-ready": "252 2.5.0"}},
 		{"VRFY", map[string]string{"init": "501 5.5.4", "ready": "501 5.5.4", "ready-helo": "501 5.5.4", "tls-init": "501 5.5.4", "tls-ready": "501 5.5.4"}},
 		{"EXPN staff", map[string]string{"init": "252 2.5.0", "ready": "252 2.5.0", "ready-helo": "252 2.5.0", "tls-init": "252 2.5.0", "tls-ready": "252 2.5.0"}},
-		{"MAIL FROM:<a@example.org>", map[string]string{"init": "503 5.5.1", "ready": "502 5.5.1 MAIL is not available", "ready-helo": "502 5.5.1 MAIL is not available", "tls-init": "503 5.5.1", "tls-ready": "502 5.5.1 MAIL is not available"}},
+		{"MAIL FROM:<a@example.org>", map[string]string{"init": "503 5.5.1", "ready": "250 2.1.0", "ready-helo": "250 2.1.0", "tls-init": "503 5.5.1", "tls-ready": "250 2.1.0"}},
 		{"RCPT TO:<b@example.org>", map[string]string{"init": "503 5.5.1", "ready": "503 5.5.1 send MAIL FROM first", "ready-helo": "503 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "503 5.5.1"}},
 		{"DATA", map[string]string{"init": "503 5.5.1", "ready": "503 5.5.1 send MAIL FROM and RCPT TO first", "ready-helo": "503 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "503 5.5.1"}},
-		{"BDAT 10 LAST", map[string]string{"init": "503 5.5.1", "ready": "502 5.5.1 BDAT is not available", "ready-helo": "502 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "502 5.5.1"}},
+		{"BDAT 0 LAST", map[string]string{"init": "503 5.5.1", "ready": "503 5.5.1", "ready-helo": "503 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "503 5.5.1"}},
 		{"AUTH PLAIN AGEAYg==", map[string]string{"init": "503 5.5.1", "ready": "502 5.5.1 AUTH is not available", "ready-helo": "502 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "502 5.5.1"}},
-		{"mail FROM:<a@example.org>", map[string]string{"init": "503 5.5.1", "ready": "502 5.5.1", "ready-helo": "502 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "502 5.5.1"}},
+		{"mail FROM:<a@example.org>", map[string]string{"init": "503 5.5.1", "ready": "250 2.1.0", "ready-helo": "250 2.1.0", "tls-init": "503 5.5.1", "tls-ready": "250 2.1.0"}},
 		{"XYZZY", map[string]string{"init": "500 5.5.2", "ready": "500 5.5.2", "ready-helo": "500 5.5.2", "tls-init": "500 5.5.2", "tls-ready": "500 5.5.2"}},
 		{"TURN", map[string]string{"init": "500 5.5.2", "ready": "500 5.5.2", "ready-helo": "500 5.5.2", "tls-init": "500 5.5.2", "tls-ready": "500 5.5.2"}},
 		{"QUIT", map[string]string{"init": "221 2.0.0", "ready": "221 2.0.0", "ready-helo": "221 2.0.0", "tls-init": "221 2.0.0", "tls-ready": "221 2.0.0"}},
@@ -199,14 +199,16 @@ func TestHelpIsHonest(t *testing.T) {
 		s := startSession(t, tc.cfg)
 		s.reply()
 		got := s.cmd("HELP")
-		if !strings.Contains(got, "does not accept mail yet") {
-			t.Errorf("HELP %q does not say mail is not accepted", got)
+		for _, verb := range []string{"MAIL", "RCPT", "DATA", "BDAT"} {
+			if !strings.Contains(got, verb) {
+				t.Errorf("HELP %q does not list %s", got, verb)
+			}
 		}
 		if strings.Contains(got, "STARTTLS") != tc.starttls {
 			t.Errorf("HELP %q: mentions STARTTLS = %v, want %v", got, !tc.starttls, tc.starttls)
 		}
-		if strings.Contains(got, "MAIL") {
-			t.Errorf("HELP %q lists MAIL, which this build refuses", got)
+		if strings.Contains(got, "AUTH") {
+			t.Errorf("HELP %q lists AUTH, which this session does not offer", got)
 		}
 	}
 }
@@ -228,7 +230,7 @@ func TestSTARTTLS(t *testing.T) {
 	}
 	// RFC 3207 §4.2: state was reset; EHLO is required again.
 	s.expect("MAIL FROM:<a@example.org>", "503 5.5.1 send EHLO or HELO first")
-	if got := s.cmd("EHLO client.example"); got != "250-mail.example.org\n250 ENHANCEDSTATUSCODES" {
+	if got := s.cmd("EHLO client.example"); strings.Contains(got, "STARTTLS") || !strings.Contains(got, "250-ENHANCEDSTATUSCODES") {
 		t.Fatalf("EHLO after TLS %q, want no STARTTLS announced", got)
 	}
 	s.expect("STARTTLS", "503 5.5.1")
@@ -290,7 +292,7 @@ func TestImplicitTLS(t *testing.T) {
 	if got := s.reply(); got != "220 mail.example.org ESMTP moxd mail submission" {
 		t.Fatalf("greeting over TLS %q", got)
 	}
-	if got := s.cmd("EHLO client.example"); got != "250-mail.example.org\n250 ENHANCEDSTATUSCODES" {
+	if got := s.cmd("EHLO client.example"); strings.Contains(got, "STARTTLS") || !strings.Contains(got, "250-ENHANCEDSTATUSCODES") {
 		t.Fatalf("EHLO on implicit TLS %q, want no STARTTLS", got)
 	}
 	s.expect("STARTTLS", "503 5.5.1")
@@ -390,7 +392,7 @@ func TestTooManyErrors(t *testing.T) {
 		}
 		s.expect("EHLO client.example", "250")
 		// The last allowed error is answered, then the session ends.
-		s.expect("MAIL FROM:<a@example.org>", "502 5.5.1")
+		s.expect("RCPT TO:<a@example.org>", "503 5.5.1")
 		if got := s.reply(); got != "421 4.7.0 mail.example.org too many errors, closing connection" {
 			t.Fatalf("after %d errors: %q, want 421 4.7.0", tt.allowed, got)
 		}
@@ -531,7 +533,7 @@ func TestCanceledBeforeStart(t *testing.T) {
 	srv, cli := net.Pipe()
 	defer cli.Close()
 	errc := make(chan error, 1)
-	go func() { errc <- Serve(ctx, srv, Config{Hostname: testHost}) }()
+	go func() { errc <- Serve(ctx, srv, Config{Hostname: testHost, Session: &testSession{}}) }()
 	cli.SetReadDeadline(time.Now().Add(testDeadline))
 	data, _ := io.ReadAll(cli)
 	if want := "220 mail.example.org ESMTP moxd\r\n421 4.3.2 mail.example.org server shutting down, closing connection\r\n"; string(data) != want {
@@ -554,17 +556,25 @@ func TestClientCloseWithoutQuit(t *testing.T) {
 
 func TestTranscriptRedactsAuth(t *testing.T) {
 	log, logBuf := testLogger()
-	s := startSession(t, Config{Log: log})
+	s := startSession(t, Config{Log: log, Session: &testSession{mechs: []string{"PLAIN", "LOGIN"}}})
 	s.reply()
 	s.expect("EHLO client.example", "250")
-	s.expect("AUTH PLAIN AHVzZXIAc2VjcmV0", "502 5.5.1")
+	s.expect("AUTH PLAIN AHVzZXIAc2VjcmV0", "235 2.7.0")
+	s.expect("RSET", "250")
+	s2 := startSession(t, Config{Log: log, Session: &testSession{mechs: []string{"PLAIN", "LOGIN"}}})
+	s2.reply()
+	s2.expect("EHLO client.example", "250")
+	s2.expect("AUTH LOGIN", "334 ")
+	s2.expect("c2VjcmV0cGFzc3dvcmQ=", "235 2.7.0")
 	s.expect("QUIT", "221")
 	s.wait()
+	s2.expect("QUIT", "221")
+	s2.wait()
 	logs := logBuf.String()
-	if strings.Contains(logs, "AHVzZXIAc2VjcmV0") {
+	if strings.Contains(logs, "AHVzZXIAc2VjcmV0") || strings.Contains(logs, "c2VjcmV0cGFzc3dvcmQ") {
 		t.Fatalf("AUTH credentials in the log:\n%s", logs)
 	}
-	for _, want := range []string{`line="AUTH PLAIN [redacted]"`, `line="EHLO client.example"`, `reply="250 ENHANCEDSTATUSCODES"`, "level=DEBUG-4"} {
+	for _, want := range []string{`line="AUTH PLAIN [redacted]"`, `line="[authentication response redacted]"`, `line="EHLO client.example"`, `reply="250 DSN"`, "level=DEBUG-4"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("transcript lacks %s:\n%s", want, logs)
 		}
@@ -575,6 +585,7 @@ func TestTranscriptRedactsAuth(t *testing.T) {
 // over real TCP.
 func TestGoSMTPClient(t *testing.T) {
 	serverTLS, clientTLS := testTLS(t)
+	ts := &testSession{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -587,7 +598,7 @@ func TestGoSMTPClient(t *testing.T) {
 			errc <- err
 			return
 		}
-		errc <- Serve(context.Background(), conn, Config{Hostname: testHost, TLSConfig: serverTLS, CommandTimeout: testDeadline})
+		errc <- Serve(context.Background(), conn, Config{Hostname: testHost, TLSConfig: serverTLS, CommandTimeout: testDeadline, Session: ts})
 	}()
 
 	conn, err := net.DialTimeout("tcp", ln.Addr().String(), testDeadline)
@@ -619,9 +630,16 @@ func TestGoSMTPClient(t *testing.T) {
 	if err := c.Verify("postmaster@example.org"); !errors.As(err, &se) || se.Code != 252 {
 		t.Fatalf("VRFY: %v, want 252", err)
 	}
-	err = c.Mail("a@example.org", nil)
-	if !errors.As(err, &se) || se.Code != 502 || se.EnhancedCode != (gosmtp.EnhancedCode{5, 5, 1}) || !strings.Contains(se.Message, "does not accept mail yet") {
-		t.Fatalf("MAIL: %v, want 502 5.5.1 saying mail is not accepted", err)
+	msg := "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n"
+	if err := c.SendMail("a@example.org", []string{"b@example.org", "c@example.org"}, strings.NewReader(msg)); err != nil {
+		t.Fatalf("send mail: %v", err)
+	}
+	err = c.Mail("a@example.org", &gosmtp.MailOptions{Size: 200 << 20})
+	if !errors.As(err, &se) || se.Code != 552 || se.EnhancedCode != (gosmtp.EnhancedCode{5, 3, 4}) {
+		t.Fatalf("MAIL with too large SIZE: %v, want 552 5.3.4", err)
+	}
+	if got := ts.got(); len(got) != 1 || got[0].body != msg || len(got[0].rcpts) != 2 || got[0].from.Address() != "a@example.org" {
+		t.Fatalf("session received %+v, want the message for 2 recipients", got)
 	}
 	if err := c.Reset(); err != nil {
 		t.Fatalf("RSET: %v", err)
@@ -654,7 +672,7 @@ func TestGoSMTPImplicitTLS(t *testing.T) {
 			errc <- err
 			return
 		}
-		errc <- Serve(context.Background(), conn, Config{Hostname: testHost, TLSConfig: serverTLS, ImplicitTLS: true, Submission: true})
+		errc <- Serve(context.Background(), conn, Config{Hostname: testHost, TLSConfig: serverTLS, ImplicitTLS: true, Submission: true, Session: &testSession{}})
 	}()
 	c, err := gosmtp.DialTLS(ln.Addr().String(), clientTLS)
 	if err != nil {

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -41,13 +42,20 @@ func (c *conn) cmdSTARTTLS(arg string) error {
 	if err := c.writeReply(errorReply(220, "2.0.0", "ready to start TLS")); err != nil {
 		return err
 	}
+	if err := c.flush(); err != nil {
+		return err
+	}
 	if err := c.handshake(); err != nil {
 		return err
 	}
-	// RFC 3207 §4.2: forget everything learned before TLS; the client must
-	// send EHLO again.
+	// RFC 3207 §4.2: forget everything learned before TLS (the EHLO
+	// argument, an authentication); the client must send EHLO again.
 	c.state = stateInit
 	c.helloName = ""
+	c.st.HelloName = ""
+	c.st.EHLO = false
+	c.st.Account = ""
+	c.st.AuthMech = ""
 	return nil
 }
 
@@ -73,8 +81,10 @@ func (c *conn) handshake() error {
 	}
 	st := tc.ConnectionState()
 	c.tlsState = &st
+	c.st.TLS = &st
 	c.nc = tc
-	c.br = newLineReader(tc)
+	c.br = newLineReader(flushReader{c})
+	c.bw = bufio.NewWriterSize(tc, 4096)
 	c.log.Info("smtp tls established",
 		"version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite),

@@ -102,6 +102,9 @@ func startSession(t *testing.T, cfg Config) *session {
 	if cfg.Hostname == "" {
 		cfg.Hostname = testHost
 	}
+	if cfg.Session == nil {
+		cfg.Session = &testSession{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, cli := net.Pipe()
 	s := &session{t: t, raw: cli, conn: cli, br: bufio.NewReader(cli), cancel: cancel, done: make(chan struct{})}
@@ -218,4 +221,104 @@ func (s *session) startTLS(cfg *tls.Config) *tls.Conn {
 	s.conn = tc
 	s.br = bufio.NewReader(tc)
 	return tc
+}
+
+// delivered is one message a testSession received.
+type delivered struct {
+	from  Path
+	mail  MailFrom
+	rcpts []string
+	body  string
+}
+
+// testSession is a Session for tests: it accepts everything unless told
+// otherwise and records what it received.
+type testSession struct {
+	mu sync.Mutex
+	// mechs are offered as AUTH mechanisms (all before and after TLS).
+	mechs []string
+	// auth runs an AUTH; nil accepts any exchange as account "mjl" after
+	// one empty challenge when there was no initial response.
+	auth func(mech string, initial []byte, hasInitial bool, exchange func([]byte) ([]byte, error)) (string, error)
+	// mail, rcpt and data may refuse; nil accepts.
+	mail func(m *MailFrom) error
+	rcpt func(r *RcptTo) error
+	data func(body []byte) error
+	// readErr, set by Data, is the error the body reader returned.
+	readErr error
+
+	messages []delivered
+	resets   int
+	hellos   []string
+}
+
+func (ts *testSession) Hello(ctx context.Context, st *State) error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.hellos = append(ts.hellos, st.HelloName)
+	return nil
+}
+
+func (ts *testSession) AuthMechanisms(st *State) []string { return ts.mechs }
+
+func (ts *testSession) Auth(ctx context.Context, st *State, mech string, initial []byte, hasInitial bool, exchange func([]byte) ([]byte, error)) (string, error) {
+	if ts.auth != nil {
+		return ts.auth(mech, initial, hasInitial, exchange)
+	}
+	if !hasInitial {
+		if _, err := exchange(nil); err != nil {
+			return "", err
+		}
+	}
+	return "mjl", nil
+}
+
+func (ts *testSession) Mail(ctx context.Context, st *State, m *MailFrom) error {
+	if ts.mail != nil {
+		return ts.mail(m)
+	}
+	return nil
+}
+
+func (ts *testSession) Rcpt(ctx context.Context, st *State, r *RcptTo) error {
+	if ts.rcpt != nil {
+		return ts.rcpt(r)
+	}
+	return nil
+}
+
+func (ts *testSession) Data(ctx context.Context, st *State, body io.Reader) error {
+	b, err := io.ReadAll(body)
+	ts.mu.Lock()
+	ts.readErr = err
+	ts.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if ts.data != nil {
+		if err := ts.data(b); err != nil {
+			return err
+		}
+	}
+	var rcpts []string
+	for _, r := range st.Rcpts {
+		rcpts = append(rcpts, r.Path.Address())
+	}
+	ts.mu.Lock()
+	ts.messages = append(ts.messages, delivered{from: st.Mail.Path, mail: *st.Mail, rcpts: rcpts, body: string(b)})
+	ts.mu.Unlock()
+	return nil
+}
+
+func (ts *testSession) Reset(st *State) {
+	ts.mu.Lock()
+	ts.resets++
+	ts.mu.Unlock()
+}
+
+// got returns the messages received so far.
+func (ts *testSession) got() []delivered {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]delivered(nil), ts.messages...)
 }
