@@ -46,7 +46,9 @@ type Resolver interface {
 	// LookupTXT returns the TXT records of name, each record's strings
 	// concatenated (RFC 7208 §3.3, RFC 6376 §3.6.2.2).
 	LookupTXT(ctx context.Context, name string) ([]string, Result, error)
-	// LookupMX returns the MX records of name sorted by preference.
+	// LookupMX returns the MX records of name sorted by preference, hosts
+	// without trailing dot; a null MX (RFC 7505 "0 .") has Host "."
+	// (NullMX).
 	LookupMX(ctx context.Context, name string) ([]*net.MX, Result, error)
 	// LookupIP returns the addresses of host; network is "ip", "ip4" or
 	// "ip6". For "ip" both A and AAAA are asked; the answer is authentic
@@ -55,8 +57,10 @@ type Resolver interface {
 	// LookupAddr returns the PTR names of an IP address (reverse lookup),
 	// each with a trailing dot removed.
 	LookupAddr(ctx context.Context, addr string) ([]string, Result, error)
-	// LookupCNAME returns the target of a CNAME record at host, or host
-	// itself (without trailing dot) when it has none.
+	// LookupCNAME returns the last target of the CNAME chain at host, or
+	// host itself (without trailing dot) when it has none. The chain is
+	// the one in the answer to an A query; a missing A record at the end
+	// is no error, a name that does not exist is.
 	LookupCNAME(ctx context.Context, host string) (string, Result, error)
 	// LookupTLSA returns the TLSA records at _port._protocol.host (RFC 6698
 	// §3).

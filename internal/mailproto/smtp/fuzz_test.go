@@ -101,3 +101,25 @@ func checkReplies(t *testing.T, b []byte) {
 		}
 	}
 }
+
+// FuzzParsePath checks that any path either fails to parse or round-trips:
+// the address it yields parses again to the same path.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"<a@example.org>", "<>", `<"a b\"c"@example.org>`, "<@r.example:u@example.org>", "<ü@bücher.example>", "<Postmaster>", "<a@[IPv6:::1]>", "<a@[192.0.2.1]> SIZE=1"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, utf8OK bool) {
+		p, pm, _, err := parsePath(s, utf8OK)
+		if err != nil || pm {
+			return
+		}
+		again, _, rest, err := parsePath(p.String(), utf8OK)
+		if err != nil || rest != "" || again != p {
+			t.Fatalf("%q parsed to %q, which parses to %q, %q, %v", s, p.String(), again.String(), rest, err)
+		}
+		if p.UTF8() && !utf8OK {
+			t.Fatalf("%q: UTF-8 accepted without SMTPUTF8", s)
+		}
+	})
+}

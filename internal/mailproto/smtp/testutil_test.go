@@ -143,8 +143,18 @@ func (s *session) send(data string) {
 	s.t.Helper()
 	s.conn.SetWriteDeadline(time.Now().Add(testDeadline))
 	if _, err := io.WriteString(s.conn, data); err != nil {
-		s.t.Fatalf("write %q: %v", data, err)
+		s.t.Fatalf("write %.200q: %v", data, err)
 	}
+}
+
+// sendAsync writes raw bytes from another goroutine, for input larger than
+// what the pipe takes while the server's replies are not read yet.
+func (s *session) sendAsync(data string) {
+	conn := s.conn
+	go func() {
+		conn.SetWriteDeadline(time.Now().Add(testDeadline))
+		io.WriteString(conn, data)
+	}()
 }
 
 // reply reads one (possibly multi-line) reply and returns its lines joined
