@@ -1,25 +1,78 @@
 // Package smtpd is the role logic of moxd-smtp, run twice by master: as
 // "smtp" (port 25, incoming mail: no AUTH, no channel to queue's submit
 // service) and as "submission" (587 with STARTTLS, 465 with implicit TLS).
-// It owns nothing: TLS signatures come from moxd-keys, and (in later issues)
-// mail goes to moxd-store and moxd-queue over IPC.
+// It owns nothing: TLS signatures come from moxd-keys, recipients are
+// checked with and messages delivered into moxd-store, submissions go to
+// moxd-queue, and DNS goes to the resolvers master names in the config
+// slice.
 //
-// This build serves the SMTP session up to TLS (greeting, EHLO, STARTTLS,
-// implicit TLS, QUIT); it does not accept mail yet and says so on MAIL.
+// The protocol is internal/mailproto/smtp; this package is the policy:
+// which connections are served (limits.go), what the MX checks and where
+// it delivers (mx.go, checks.go), how submission authenticates and hands
+// over (submit.go), and what localserve simulates (localserve.go).
 package smtpd
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"moxd/internal/config"
+	"moxd/internal/dns"
 	"moxd/internal/ipc"
 	"moxd/internal/keys/keyclient"
 	"moxd/internal/mailproto/smtp"
+	"moxd/internal/storage/storeclient"
 	"moxd/internal/worker"
 )
+
+// server is what every session of one instance shares.
+type server struct {
+	cfg        config.SMTPSlice
+	hostname   string
+	submission bool
+	localserve bool
+	log        *slog.Logger
+	resolver   dns.Resolver
+	store      mailStore
+	auth       authenticator
+	queue      queueService
+	limiter    *limiter
+	now        func() time.Time
+	connID     atomic.Uint64
+
+	// Counters for moxctl status.
+	accepted, refusedLimit, delivered atomic.Uint64
+}
+
+// newResolver returns the resolver the slice asks for.
+func newResolver(d config.DNSSlice, log *slog.Logger) (dns.Resolver, error) {
+	if d.Offline {
+		return dns.Offline(), nil
+	}
+	c, err := dns.New(dns.Config{Servers: d.Servers, TrustAD: d.TrustAD, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("dns resolver (option [dns] in moxd.conf): %w", err)
+	}
+	return c, nil
+}
+
+// parseTrusted parses the trusted networks of the limits.
+func parseTrusted(l []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range l {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted network %q: %v", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
 
 // Run serves the smtp or submission role.
 func Run(ctx context.Context, w *worker.Worker) error {
@@ -33,33 +86,117 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	if slice.SMTP.Submission != (w.Role == ipc.RoleSubmission) {
 		return fmt.Errorf("config slice is for the other smtp instance")
 	}
-	kc := keyclient.New(w)
-	w.OnReload(func(ctx context.Context) error {
-		kc.Invalidate()
-		return nil
-	})
-	tlsConfig := kc.TLSConfig()
-
 	for _, l := range w.Listeners() {
 		if w.Role == ipc.RoleSMTP && l.Kind != "smtp" || w.Role == ipc.RoleSubmission && l.Kind != "submission" && l.Kind != "submissions" {
 			return fmt.Errorf("listener %s %s was handed to role %s", l.Kind, l.Addr, w.Role)
 		}
 	}
-	var connID atomic.Uint64
+	srv, err := newServer(slice, w)
+	if err != nil {
+		return err
+	}
+	kc := keyclient.New(w)
+	w.OnReload(func(ctx context.Context) error {
+		kc.Invalidate()
+		return nil
+	})
+	w.OnStatus(srv.counters)
+	tlsConfig := kc.TLSConfig()
+
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				srv.limiter.sweep()
+			}
+		}
+	}()
+
 	wait := w.Accept(ctx, func(ctx context.Context, l worker.Listener, conn net.Conn) {
-		id := connID.Add(1)
-		smtp.Serve(ctx, conn, smtp.Config{
-			Hostname:    slice.Hostname,
-			TLSConfig:   tlsConfig,
-			ImplicitTLS: l.Kind == "submissions",
-			Submission:  w.Role == ipc.RoleSubmission,
-			ConnID:      id,
-			Log:         w.Log.With("cid", id, "listener", l.Kind),
-		})
+		srv.serve(ctx, conn, smtp.Config{
+			Hostname:       srv.hostname,
+			TLSConfig:      tlsConfig,
+			ImplicitTLS:    l.Kind == "submissions",
+			Submission:     srv.submission,
+			MaxMessageSize: slice.SMTP.MaxMessageSize,
+			MaxRecipients:  slice.SMTP.MaxRecipients,
+			RequireTLS:     slice.SMTP.RequireTLS,
+		}, l.Kind)
 	})
 	w.Ready()
 	// Sessions see ctx cancelled and answer 421; wait drains them (bounded
 	// by the shutdown grace period of the worker runtime).
 	wait()
 	return nil
+}
+
+// newServer builds the shared state from the slice, wired to the peers.
+func newServer(slice config.Slice, w *worker.Worker) (*server, error) {
+	sc := *slice.SMTP
+	resolver, err := newResolver(sc.DNS, w.Log)
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := parseTrusted(sc.Limits.TrustedNetworks)
+	if err != nil {
+		return nil, err
+	}
+	storePeer := func() (*ipc.Conn, error) { return w.Peer(ipc.RoleStore) }
+	queuePeer := func() (*ipc.Conn, error) { return w.Peer(ipc.RoleQueue) }
+	srv := &server{
+		cfg:        sc,
+		hostname:   slice.Hostname,
+		submission: sc.Submission,
+		localserve: sc.Localserve,
+		log:        w.Log,
+		resolver:   resolver,
+		store:      storeAdapter{storeclient.NewDeliverer(storePeer)},
+		auth:       storeclient.NewAuth(storePeer),
+		queue:      newQueueAdapter(queuePeer, sc.Submission),
+		limiter:    newLimiter(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections, nil),
+		now:        time.Now,
+	}
+	return srv, nil
+}
+
+// serve runs one connection, after the connection limits.
+func (srv *server) serve(ctx context.Context, conn net.Conn, cfg smtp.Config, kind string) {
+	id := srv.connID.Add(1)
+	log := srv.log.With("cid", id, "listener", kind)
+	var ip netip.Addr
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		ip = ta.AddrPort().Addr().Unmap()
+	}
+	release, err := srv.limiter.acquire(ip)
+	if err != nil {
+		srv.refusedLimit.Add(1)
+		log.Info("connection refused by limits", "remote", ip, "reason", err)
+		// RFC 5321 §3.1: a server may refuse with 554 in the greeting;
+		// a temporary limit is 421 (closing).
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "421 4.7.0 %s %s, try again later\r\n", srv.hostname, err)
+		conn.Close()
+		return
+	}
+	defer release()
+	srv.accepted.Add(1)
+	s := newSession(srv, ip, log)
+	defer s.end()
+	cfg.Session = s
+	cfg.Log = log
+	cfg.ConnID = id
+	smtp.Serve(ctx, conn, cfg)
+}
+
+// counters reports the instance's counters in moxctl status.
+func (srv *server) counters() []ipc.Counter {
+	return []ipc.Counter{
+		{Name: "connections", Value: srv.accepted.Load()},
+		{Name: "connections refused by limits", Value: srv.refusedLimit.Load()},
+		{Name: "messages delivered", Value: srv.delivered.Load()},
+	}
 }
