@@ -1,6 +1,7 @@
 // Package config reads and validates moxd's configuration files: moxd.conf
-// (static: host name, directories, role users, listeners, TLS) and
-// domains.conf (dynamic: domains, DKIM selectors, accounts).
+// (static: host name, directories, role users, listeners, TLS, DNS, SMTP
+// limits) and domains.conf (dynamic: domains, DKIM selectors, aliases,
+// accounts).
 //
 // Only moxd-master imports this package to read files; every other role gets
 // the typed slice of the configuration it needs over IPC. The struct types
@@ -41,6 +42,41 @@ type Static struct {
 	Users         Users             `toml:"users" doc:"Unix user for each role: a user name (its primary group is used), or numeric \"uid:gid\", or \"uid\" (gid = uid). Every role needs its own user, and none may be root."`
 	Listen        Listen            `toml:"listen" doc:"Listening addresses, each \"ip:port\" (IPv6 in brackets, e.g. \"[::1]:25\"). The host must be an IP address, not a name: no DNS is used at start. Port 0 picks any free port. An address may appear only once across all lists."`
 	TLS           TLS               `toml:"tls" doc:"TLS certificates for SMTP STARTTLS, submissions, IMAPS and HTTPS."`
+	DNS           DNS               `toml:"dns" doc:"How moxd reaches DNS (SPF, DKIM, DMARC, MX, DANE, MTA-STS). moxd-master reads the resolver configuration at start and on \"moxctl reload\" and passes it to the roles that use DNS; they never read files. Changes apply on reload."`
+	SMTP          SMTP              `toml:"smtp" doc:"SMTP limits and policies of incoming mail (port 25) and submission (ports 587 and 465). Changes apply on reload."`
+	Limits        Limits            `toml:"limits" doc:"Abuse limits of the network roles, per IP address and prefix. The three numbers of a per-prefix limit apply to IPv4 /32, /26 and /21 and to IPv6 /64, /48 and /32, in that order. Changes apply on reload."`
+	Store         StoreSettings     `toml:"store" doc:"Settings of moxd-store, which keeps accounts and messages. Changes apply on reload."`
+}
+
+// DNS is the [dns] section.
+type DNS struct {
+	ResolvConf  string   `toml:"resolv_conf" doc:"Resolver configuration file in resolv.conf(5) syntax; moxd uses its nameserver lines (none means 127.0.0.1, as in the C library) and \"options trust-ad\". Absolute path. Not read when nameservers is set or offline is true; otherwise a file that cannot be read stops the start (or the reload) of moxd."`
+	Nameservers []string `toml:"nameservers" example:"['127.0.0.1', '[::1]:53']" doc:"Recursive resolvers to use instead of those in resolv_conf, tried in order: each \"ip\" or \"ip:port\" (an IPv6 address with a port in brackets); the port defaults to 53. Use a validating resolver (unbound, for example) for DNSSEC and DANE."`
+	TrustAD     bool     `toml:"trust_ad" doc:"Trust the AD (authentic data) bit in answers of resolvers that are not on a loopback address, as \"options trust-ad\" in resolv_conf also does. Enable it only when the path to the resolver cannot be tampered with; answers from loopback resolvers are always trusted."`
+	Offline     bool     `toml:"offline" doc:"No DNS at all: every lookup is answered \"not found\" without network traffic. Set by \"moxd-master localserve\"; on a real server, SPF, DKIM, DMARC and delivery to other hosts need DNS."`
+}
+
+// SMTP is the [smtp] section.
+type SMTP struct {
+	MaxMessageSize string `toml:"max_message_size" doc:"Largest message accepted, announced with SMTP SIZE (RFC 1870): a number of bytes, optionally followed by K, M, G or T (powers of 1024), at least 1K and at most 16G. moxd-store applies the same limit to every message it stores."`
+	MaxRecipients  int    `toml:"max_recipients" doc:"Most recipients accepted in one SMTP transaction (announced as LIMITS RCPTMAX, RFC 9422). At least 100, as RFC 5321 section 4.5.3.1.8 requires, at most 100000."`
+	RequireTLS     bool   `toml:"requiretls" doc:"Announce and honour REQUIRETLS (RFC 8689): a sender may demand that its message travels only over verified TLS."`
+	RejectDMARC    bool   `toml:"reject_dmarc" doc:"Refuse incoming messages (SMTP 550) whose DMARC evaluation fails when the sender's domain publishes policy p=reject (RFC 7489). When false, they are accepted, with the failed evaluation in their Authentication-Results header."`
+}
+
+// Limits is the [limits] section.
+type Limits struct {
+	TrustedNetworks       []string `toml:"trusted_networks" example:"['192.0.2.0/24', '2001:db8::/48']" doc:"Networks (CIDR, e.g. \"192.0.2.0/24\"; a bare IP address is one host) exempt from every limit in this section, for monitoring or known relays."`
+	ConnectionsPerMinute  []int    `toml:"connections_per_minute" doc:"New connections per minute from one IPv4 /32, /26 and /21 (IPv6 /64, /48 and /32): three numbers, 0 for no limit. Connections over the limit are refused."`
+	ConcurrentConnections []int    `toml:"concurrent_connections" doc:"Open connections at one time from one IPv4 /32, /26 and /21 (IPv6 /64, /48 and /32): three numbers, 0 for no limit."`
+	AuthFailureDelay      string   `toml:"auth_failure_delay" doc:"Delay before answering a failed authentication, doubling with each further failure in the same session: a Go duration such as \"1s\" or \"500ms\", at most \"1m\"."`
+	UnknownRecipientDelay string   `toml:"unknown_recipient_delay" doc:"Delay before refusing an unknown recipient, which slows down address harvesting: a Go duration such as \"2s\", at most \"1m\"."`
+	MaxAuthFailures       int      `toml:"max_auth_failures" doc:"Failed authentications after which a session is closed, from 1 to 100."`
+}
+
+// StoreSettings is the [store] section.
+type StoreSettings struct {
+	DiskReserve string `toml:"disk_reserve" doc:"Free space to keep on the file system of the store's data directory: when less is free, deliveries are refused with a temporary error (SMTP 452 4.3.1) so that senders try again later, instead of filling the disk. A size as for max_message_size; \"0\" disables the check."`
 }
 
 // HostnameASCII returns Hostname in ASCII form, with A-labels for an
@@ -99,14 +135,25 @@ func (c CertFiles) Name() string {
 // Dynamic is domains.conf: domains and accounts. It is machine-written by
 // moxd-master (on behalf of moxctl and the admin web pages) and reloadable.
 type Dynamic struct {
-	Domains  []Domain  `toml:"domain" doc:"A domain this server accepts and sends mail for. Repeat the [[domain]] section for each domain."`
-	Accounts []Account `toml:"account" doc:"An account: a mailbox store with one or more email addresses. Repeat the [[account]] section for each account."`
+	PostmasterAccount string    `toml:"postmaster_account" omitempty:"true" example:"'mjl'" doc:"Account that receives system mail (delivery status notifications of mail moxd itself sends, reports) and sends moxd's own messages. Empty means the account holding postmaster@ of the configured domain that is the host name or its closest parent, else postmaster@ of the first domain."`
+	Domains           []Domain  `toml:"domain" doc:"A domain this server accepts and sends mail for. Repeat the [[domain]] section for each domain."`
+	Accounts          []Account `toml:"account" doc:"An account: a mailbox store with one or more email addresses. Repeat the [[account]] section for each account."`
 }
 
 // Domain is one [[domain]] section.
 type Domain struct {
-	Name string         `toml:"name" example:"'example.com'" doc:"Domain name; non-ASCII names are accepted (IDNA). Lower-cased."`
-	DKIM []DKIMSelector `toml:"dkim" doc:"A DKIM selector used to sign outgoing mail for this domain (RFC 6376). Repeat [[domain.dkim]] for more selectors; moxd-keys creates the keys."`
+	Name                   string         `toml:"name" example:"'example.com'" doc:"Domain name; non-ASCII names are accepted (IDNA). Lower-cased."`
+	LocalpartSeparators    []string       `toml:"localpart_separators" omitempty:"true" example:"['+']" doc:"Characters that start a tag in a local part: with [\"+\"], mail to \"mjl+lists@example.com\" that matches no address or alias by itself goes where \"mjl@example.com\" goes, and that account may send as it. Each entry is one character; the local part is cut at the first of them."`
+	LocalpartCaseSensitive bool           `toml:"localpart_case_sensitive" omitempty:"true" doc:"Treat local parts that differ only in case as different addresses (\"Mjl\" and \"mjl\"). By default case is ignored, as nearly every mail server does. \"postmaster\" is matched without case regardless (RFC 5321 section 4.5.1)."`
+	DKIM                   []DKIMSelector `toml:"dkim" doc:"A DKIM selector used to sign outgoing mail for this domain (RFC 6376). Repeat [[domain.dkim]] for more selectors; moxd-keys creates the keys."`
+	Aliases                []Alias        `toml:"alias" doc:"An alias: mail to its address is delivered to every member. Repeat [[domain.alias]] for more aliases. An alias address may not also be an account's address."`
+}
+
+// Alias is one [[domain.alias]] section.
+type Alias struct {
+	Address        string   `toml:"address" example:"'team@example.com'" doc:"Address of the alias, in this domain, \"localpart@domain\"."`
+	Members        []string `toml:"members" example:"['mjl@example.com']" doc:"Addresses the mail is delivered to. For now members must be local: each must be an address of an account (or reach one through a catchall or a localpart separator), not another alias. A message reaches each account and mailbox once, also when several members lead there."`
+	MembersMaySend bool     `toml:"members_may_send" omitempty:"true" doc:"Let the members' accounts send mail with the alias address as sender (From)."`
 }
 
 // DKIMSelector is one [[domain.dkim]] section.
@@ -118,8 +165,42 @@ type DKIMSelector struct {
 // Account is one [[account]] section.
 type Account struct {
 	Name      string   `toml:"name" example:"'mjl'" doc:"Account name, used for login and as a directory name: letters, digits, '.', '-', '_', at most 64 characters, not starting with '.' or '-'."`
-	Addresses []string `toml:"addresses" example:"['mjl@example.com', 'postmaster@example.com']" doc:"Email addresses delivered to this account, \"localpart@domain\"; the domain must be configured in a [[domain]] section. An address may belong to one account only. Every domain needs its postmaster@domain address in some account (RFC 5321 section 4.5.1)."`
+	Addresses []string `toml:"addresses" example:"['mjl@example.com', 'postmaster@example.com']" doc:"Email addresses delivered to this account, \"localpart@domain\"; the domain must be configured in a [[domain]] section. An address may belong to one account only. Every domain needs its postmaster@domain address in some account (RFC 5321 section 4.5.1). \"@domain\" is a catchall: it receives mail for every address of the domain that matches no address or alias, and its account may send as any address of the domain; one catchall per domain."`
 	Quota     string   `toml:"quota" omitempty:"true" example:"'10G'" doc:"Size limit of the account's messages: a number of bytes, optionally followed by K, M, G or T (powers of 1024), e.g. \"500M\" or \"10G\". Empty or \"0\" means unlimited. A delivery that would exceed it is refused; nothing is deleted when the limit is lowered."`
+	// Pointers: an absent key (nil) means the default, 0 means no limit.
+	MaxMessagesPerDay            *int          `toml:"max_messages_per_day" omitempty:"true" example:"1000" doc:"Most messages the account may submit in 24 hours; 0 means no limit. Absent means 1000. Further submissions are refused with a temporary error until older ones leave the 24-hour window."`
+	MaxFirstTimeRecipientsPerDay *int          `toml:"max_first_time_recipients_per_day" omitempty:"true" example:"200" doc:"Most recipients in 24 hours that the account has never sent to before (a compromised account typically sends to many new addresses); 0 means no limit. Absent means 200."`
+	Destinations                 []Destination `toml:"destination" doc:"A destination: mail to its address is delivered into a mailbox of this account other than the Inbox. Repeat [[account.destination]] for more destinations."`
+}
+
+// Destination is one [[account.destination]] section.
+type Destination struct {
+	Address string `toml:"address" example:"'moxd-list@example.com'" doc:"An address of this account, or a new one that then belongs to this account as if listed in addresses (also a catchall, \"@domain\"). Its domain must be configured, and no other account may have the address."`
+	Mailbox string `toml:"mailbox" example:"'Lists/moxd'" doc:"Mailbox the mail is delivered into, created on first delivery; levels are separated by \"/\", e.g. \"Lists/moxd\". Required; not empty, no empty level, no \"/\" at either end, no control characters, \"*\" or \"%\", at most 255 bytes."`
+}
+
+// Defaults of the daily sending limits of an account.
+const (
+	DefaultMaxMessagesPerDay            = 1000
+	DefaultMaxFirstTimeRecipientsPerDay = 200
+)
+
+// MessagesPerDay returns the account's submission limit per 24 hours, 0 for
+// no limit.
+func (a *Account) MessagesPerDay() int {
+	if a.MaxMessagesPerDay == nil {
+		return DefaultMaxMessagesPerDay
+	}
+	return *a.MaxMessagesPerDay
+}
+
+// FirstTimeRecipientsPerDay returns the account's limit of first-time
+// recipients per 24 hours, 0 for no limit.
+func (a *Account) FirstTimeRecipientsPerDay() int {
+	if a.MaxFirstTimeRecipientsPerDay == nil {
+		return DefaultMaxFirstTimeRecipientsPerDay
+	}
+	return *a.MaxFirstTimeRecipientsPerDay
 }
 
 // QuotaBytes returns the account's quota in bytes, 0 for unlimited. A quota
@@ -211,6 +292,7 @@ const (
 	DefaultRunDir      = "/var/run/moxd"
 	DefaultLogLevel    = "info"
 	DefaultDomainsFile = "domains.conf"
+	DefaultResolvConf  = "/etc/resolv.conf"
 )
 
 // defaultStatic returns a Static with every default filled in.
@@ -229,6 +311,23 @@ func defaultStatic() Static {
 			IMAP:       "_moxd-imap",
 			Web:        "_moxd-web",
 		},
+		DNS: DNS{ResolvConf: DefaultResolvConf},
+		SMTP: SMTP{
+			MaxMessageSize: "100M",
+			MaxRecipients:  1000,
+			RequireTLS:     true,
+			RejectDMARC:    true,
+		},
+		// Fresh slices on every call: the TOML decoder reuses a slice it
+		// decodes into.
+		Limits: Limits{
+			ConnectionsPerMinute:  []int{300, 1200, 4800},
+			ConcurrentConnections: []int{100, 300, 1000},
+			AuthFailureDelay:      "1s",
+			UnknownRecipientDelay: "2s",
+			MaxAuthFailures:       3,
+		},
+		Store: StoreSettings{DiskReserve: "256M"},
 	}
 }
 

@@ -154,6 +154,9 @@ func (cw *configWriter) field(f reflect.StructField, v reflect.Value, path []str
 				cw.doc("Example: " + keyPath{key}.String() + " = " + tomlValue(ev))
 			}
 		}
+		if v.Kind() == reflect.Pointer && v.IsNil() {
+			return nil // Absent: the default applies.
+		}
 		cw.line(keyPath{key}.String() + " = " + tomlValue(v))
 	case kindMap:
 		cw.blank()
@@ -287,9 +290,15 @@ func exampleStruct(t reflect.Type) reflect.Value {
 	return v
 }
 
-// tomlValue formats a string, bool, integer or []string as TOML.
+// tomlValue formats a string, bool, integer, a list of them, or a pointer to
+// one of them as TOML.
 func tomlValue(v reflect.Value) string {
 	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return `""`
+		}
+		return tomlValue(v.Elem())
 	case reflect.String:
 		return tomlString(v.String())
 	case reflect.Bool:

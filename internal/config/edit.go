@@ -51,10 +51,11 @@ func (d *Dynamic) FindDomain(name string) int {
 	return -1
 }
 
-// addressKey returns the form in which addresses are compared (local part
-// lower-cased, domain in ASCII) and the normalized address.
-func addressKey(addr string) (key, norm string, err error) {
-	lp, dom, err := splitAddress(addr)
+// addressKey returns the form in which addresses are compared (addrKey:
+// the local part as its domain compares it, the domain in ASCII) and the
+// normalized address. A catchall ("@domain") is an address too.
+func (d *Dynamic) addressKey(addr string) (key, norm string, err error) {
+	lp, dom, err := splitAccountAddress(addr)
 	if err != nil {
 		return "", "", err
 	}
@@ -62,19 +63,23 @@ func addressKey(addr string) (key, norm string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("address %q: %w", addr, err)
 	}
-	return strings.ToLower(lp) + "@" + ascii, lp + "@" + name, nil
+	settings := &Domain{}
+	if i := d.FindDomain(name); i >= 0 {
+		settings = &d.Domains[i]
+	}
+	return addrKey(lp, ascii, settings), lp + "@" + name, nil
 }
 
-// AddressOwner returns the account that has addr and the index of addr in
-// its list, or ok false.
+// AddressOwner returns the account that has addr in its addresses and the
+// index of addr in that list, or ok false.
 func (d *Dynamic) AddressOwner(addr string) (account, index int, ok bool) {
-	key, _, err := addressKey(addr)
+	key, _, err := d.addressKey(addr)
 	if err != nil {
 		return -1, -1, false
 	}
 	for i, a := range d.Accounts {
 		for j, x := range a.Addresses {
-			if k, _, err := addressKey(x); err == nil && k == key {
+			if k, _, err := d.addressKey(x); err == nil && k == key {
 				return i, j, true
 			}
 		}
@@ -101,11 +106,11 @@ func (d *Dynamic) commit(n *Dynamic) error {
 // checkAddressDomain checks that addr is well-formed and its domain
 // configured.
 func (d *Dynamic) checkAddressDomain(addr string) (norm string, err error) {
-	_, norm, err = addressKey(addr)
+	_, norm, err = d.addressKey(addr)
 	if err != nil {
 		return "", err
 	}
-	_, dom, _ := splitAddress(norm)
+	_, dom, _ := splitAccountAddress(norm)
 	if d.FindDomain(dom) < 0 {
 		return "", fmt.Errorf("domain %q of address %q is not configured; add it first (moxctl domain add %s ACCOUNT)", dom, addr, dom)
 	}
@@ -126,7 +131,14 @@ func (d *Dynamic) AddAccount(a Account) error {
 		return err
 	}
 	n := d.Clone()
-	na := Account{Name: a.Name, Quota: a.Quota, Addresses: []string{}}
+	na := Account{
+		Name:                         a.Name,
+		Quota:                        a.Quota,
+		Addresses:                    []string{},
+		MaxMessagesPerDay:            a.MaxMessagesPerDay,
+		MaxFirstTimeRecipientsPerDay: a.MaxFirstTimeRecipientsPerDay,
+		Destinations:                 slices.Clone(a.Destinations),
+	}
 	for _, addr := range a.Addresses {
 		norm, err := n.checkAddressDomain(addr)
 		if err != nil {
@@ -235,7 +247,8 @@ func (d *Dynamic) AddDomain(dom Domain, account string) error {
 		return fmt.Errorf("no account %q: give an existing account to receive postmaster@%s", account, name)
 	}
 	n := d.Clone()
-	nd := Domain{Name: name, DKIM: slices.Clone(dom.DKIM)}
+	nd := cloneValue(reflect.ValueOf(dom)).Interface().(Domain)
+	nd.Name = name
 	n.Domains = append(n.Domains, nd)
 	pm := "postmaster@" + name
 	if _, _, ok := n.AddressOwner(pm); !ok {
@@ -259,7 +272,7 @@ func (d *Dynamic) RemoveDomain(name string) error {
 		a := &n.Accounts[i]
 		var keep []string
 		for _, addr := range a.Addresses {
-			key, _, err := addressKey(addr)
+			key, _, err := d.addressKey(addr)
 			if err != nil || !strings.HasSuffix(key, "@"+ascii) {
 				keep = append(keep, addr)
 				continue
@@ -272,6 +285,11 @@ func (d *Dynamic) RemoveDomain(name string) error {
 			keep = []string{}
 		}
 		a.Addresses = keep
+		for _, dest := range a.Destinations {
+			if key, _, err := d.addressKey(dest.Address); err == nil && strings.HasSuffix(key, "@"+ascii) {
+				used = append(used, fmt.Sprintf("%s (account %s, [[account.destination]])", dest.Address, a.Name))
+			}
+		}
 	}
 	if len(used) > 0 {
 		return fmt.Errorf("domain %q is still used by %s; remove those addresses first (moxctl address rm ADDRESS)", d.Domains[di].Name, strings.Join(used, ", "))

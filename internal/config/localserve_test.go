@@ -79,6 +79,9 @@ func TestWriteLocalserve(t *testing.T) {
 			if s.Hostname != "localhost" || !s.Localserve || !s.TLS.LocalCA || s.LogLevel != "info" {
 				t.Errorf("static %+v", s)
 			}
+			if !s.DNS.Offline {
+				t.Errorf("dns %+v, want offline (no DNS traffic in localserve)", s.DNS)
+			}
 			if s.DataDir != filepath.Join(dir, "data") || s.RunDir != filepath.Join(dir, "run") {
 				t.Errorf("dirs %q %q", s.DataDir, s.RunDir)
 			}
@@ -117,6 +120,9 @@ func TestWriteLocalserve(t *testing.T) {
 			}
 			if len(d.Accounts) != 1 || d.Accounts[0].Name != "mox" || !slices.Equal(d.Accounts[0].Addresses, []string{"mox@localhost", "postmaster@localhost"}) {
 				t.Errorf("accounts %+v", d.Accounts)
+			}
+			if a := d.Accounts[0]; a.MessagesPerDay() != 0 || a.FirstTimeRecipientsPerDay() != 0 || d.Postmaster(s.Hostname) != "mox" || !slices.Equal(d.Domains[0].LocalpartSeparators, []string{"+"}) {
+				t.Errorf("localserve addressing: %+v", d)
 			}
 
 			// A second run leaves the files alone.

@@ -6,9 +6,11 @@ package config
 //
 // The IDNA handling is deliberately small: labels are lower-cased with
 // strings.ToLower and encoded with Punycode (RFC 3492); the full UTS #46
-// mapping and the RFC 5892 code point rules are not applied (golang.org/x/net
-// is not a dependency of moxd yet). Names that are already ASCII, which is
-// what nearly every configuration holds, are checked exactly.
+// mapping and the RFC 5892 code point rules are not applied. Names that are
+// already ASCII, which is what nearly every configuration holds, are
+// checked exactly. Package addrbook compares addresses at delivery with
+// golang.org/x/net/idna and falls back to this encoding, so every name
+// accepted here is found there.
 
 import (
 	"errors"
@@ -246,6 +248,49 @@ func splitAddress(addr string) (localpart, domain string, err error) {
 		return "", "", fmt.Errorf("address %q has no domain", addr)
 	}
 	return localpart, domain, nil
+}
+
+// splitAccountAddress is splitAddress that also accepts a catchall,
+// "@domain", returned with an empty local part.
+func splitAccountAddress(addr string) (localpart, domain string, err error) {
+	if rest, ok := strings.CutPrefix(addr, "@"); ok && rest != "" && !strings.Contains(rest, "@") {
+		return "", rest, nil
+	}
+	return splitAddress(addr)
+}
+
+// LocalpartKey returns the form in which local parts are compared. A quoted
+// local part stands for its content (RFC 5322 §3.4.1: "\"mjl\"" and "mjl"
+// are the same local part). Unless caseSensitive, the key is lower-cased;
+// "postmaster" is lower-cased always (RFC 5321 §4.5.1). Store and queue
+// (package addrbook) compare with the same function, so what validation
+// calls one address is one address at delivery too.
+func LocalpartKey(lp string, caseSensitive bool) string {
+	lp = unquoteLocalpart(lp)
+	if !caseSensitive || strings.EqualFold(lp, "postmaster") {
+		return strings.ToLower(lp)
+	}
+	return lp
+}
+
+// unquoteLocalpart returns the content of a quoted local part, with its
+// quoted pairs resolved; other local parts are returned as they are.
+func unquoteLocalpart(lp string) string {
+	if len(lp) < 2 || lp[0] != '"' || lp[len(lp)-1] != '"' {
+		return lp
+	}
+	inner := lp[1 : len(lp)-1]
+	if !strings.Contains(inner, `\`) {
+		return inner
+	}
+	var b strings.Builder
+	for i := 0; i < len(inner); i++ {
+		if inner[i] == '\\' && i+1 < len(inner) {
+			i++
+		}
+		b.WriteByte(inner[i])
+	}
+	return b.String()
 }
 
 // checkLocalpart checks the local part of an address: RFC 5321 §4.1.2

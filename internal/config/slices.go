@@ -139,8 +139,17 @@ type NetSlice struct{}
 // StoreSlice is what moxd-store needs: the accounts it keeps and the
 // addresses that deliver to them.
 type StoreSlice struct {
-	Domains  []string       `json:"domains"`
+	Domains  []AddrDomain   `json:"domains"`
 	Accounts []StoreAccount `json:"accounts"`
+	// MaxMessageSize is the largest message body store accepts, in bytes
+	// (smtp.max_message_size); 0 means store's built-in limit.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+	// DiskReserve: deliveries are refused while the store's file system
+	// has less free space, in bytes (store.disk_reserve); 0: no check.
+	DiskReserve int64 `json:"disk_reserve,omitempty"`
+	// FallbackAccount receives mail for every address that resolves to
+	// nothing, at any domain (localserve).
+	FallbackAccount string `json:"fallback_account,omitempty"`
 }
 
 // StoreAccount is one configured account.
@@ -149,4 +158,7 @@ type StoreAccount struct {
 	Addresses []string `json:"addresses"`
 	// Quota is the account's size limit in bytes; 0 means unlimited.
 	Quota int64 `json:"quota,omitempty"`
+	// Destinations maps an address to the mailbox it delivers into; an
+	// address only listed here is an address of the account too.
+	Destinations map[string]string `json:"destinations,omitempty"`
 }

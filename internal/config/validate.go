@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 var logLevels = [...]string{"trace", "debug", "info", "warn", "error"}
@@ -130,7 +132,150 @@ func validateStatic(file string, s *Static, kl *keyLines) error {
 		names[c.Name()] = i
 	}
 
+	errs = append(errs, validateSections(file, s, kl)...)
 	return errors.Join(errs...)
+}
+
+// Bounds of the [smtp] and [limits] values.
+const (
+	minMessageSize = 1 << 10
+	maxMessageSize = 16 << 30
+	maxDelay       = time.Minute
+)
+
+// validateSections checks and normalizes the [dns], [smtp], [limits] and
+// [store] sections.
+func validateSections(file string, s *Static, kl *keyLines) []error {
+	var errs []error
+	add := func(p keyPath, format string, args ...any) {
+		errs = append(errs, kl.errorf(file, p, format, args...))
+	}
+
+	switch {
+	case s.DNS.ResolvConf == "" && len(s.DNS.Nameservers) == 0 && !s.DNS.Offline:
+		add(keyPath{"dns", "resolv_conf"}, "empty; give the path of a resolv.conf file (default %q), or set dns.nameservers", DefaultResolvConf)
+	case s.DNS.ResolvConf != "" && !filepath.IsAbs(s.DNS.ResolvConf):
+		add(keyPath{"dns", "resolv_conf"}, "%q is not an absolute path", s.DNS.ResolvConf)
+	case s.DNS.ResolvConf != "":
+		s.DNS.ResolvConf = filepath.Clean(s.DNS.ResolvConf)
+	}
+	for i, ns := range s.DNS.Nameservers {
+		ap, err := ParseNameserver(ns)
+		if err != nil {
+			add(keyPath{"dns", "nameservers", index(i)}, "%v", err)
+			continue
+		}
+		s.DNS.Nameservers[i] = ap.String()
+	}
+
+	if n, err := ParseSize(s.SMTP.MaxMessageSize); err != nil {
+		add(keyPath{"smtp", "max_message_size"}, "%v", err)
+	} else if n < minMessageSize || n > maxMessageSize {
+		add(keyPath{"smtp", "max_message_size"}, "%q is outside the allowed range from 1K to 16G", s.SMTP.MaxMessageSize)
+	}
+	// RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
+	if n := s.SMTP.MaxRecipients; n < 100 || n > 100000 {
+		add(keyPath{"smtp", "max_recipients"}, "%d is outside the allowed range from 100 (the minimum of RFC 5321 section 4.5.3.1.8) to 100000", n)
+	}
+
+	l := &s.Limits
+	for i, cidr := range l.TrustedNetworks {
+		pfx, err := parseNetwork(cidr)
+		if err != nil {
+			add(keyPath{"limits", "trusted_networks", index(i)}, "%v", err)
+			continue
+		}
+		l.TrustedNetworks[i] = pfx.String()
+	}
+	for _, f := range []struct {
+		key string
+		l   []int
+	}{
+		{"connections_per_minute", l.ConnectionsPerMinute},
+		{"concurrent_connections", l.ConcurrentConnections},
+	} {
+		p := keyPath{"limits", f.key}
+		if len(f.l) != 3 {
+			add(p, "%d numbers given; give three, for IPv4 /32, /26, /21 and IPv6 /64, /48, /32, e.g. %s = %s", len(f.l), f.key, tomlValue(reflect.ValueOf(defaultLimit(f.key))))
+			continue
+		}
+		for i, n := range f.l {
+			if n < 0 {
+				add(p.with(index(i)), "%d is negative; use 0 for no limit", n)
+			}
+		}
+	}
+	for _, f := range []struct {
+		key string
+		s   string
+	}{
+		{"auth_failure_delay", l.AuthFailureDelay},
+		{"unknown_recipient_delay", l.UnknownRecipientDelay},
+	} {
+		if _, err := parseDelay(f.s); err != nil {
+			add(keyPath{"limits", f.key}, "%v", err)
+		}
+	}
+	if n := l.MaxAuthFailures; n < 1 || n > 100 {
+		add(keyPath{"limits", "max_auth_failures"}, "%d is outside the allowed range from 1 to 100", n)
+	}
+
+	if _, err := ParseSize(s.Store.DiskReserve); err != nil {
+		add(keyPath{"store", "disk_reserve"}, "%v", err)
+	}
+	return errs
+}
+
+// defaultLimit returns the default of a per-prefix limit, for messages.
+func defaultLimit(key string) []int {
+	l := defaultStatic().Limits
+	if key == "connections_per_minute" {
+		return l.ConnectionsPerMinute
+	}
+	return l.ConcurrentConnections
+}
+
+// ParseNameserver parses a resolver address: "ip" or "ip:port", an IPv6
+// address with a port in brackets; the port defaults to 53.
+func ParseNameserver(s string) (netip.AddrPort, error) {
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil && ip.Zone() == "" {
+		return netip.AddrPortFrom(ip, 53), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("bad nameserver %q: want an IP address, optionally with a port: \"192.0.2.53\", \"192.0.2.53:5353\", \"2001:db8::53\" or \"[2001:db8::53]:5353\"", s)
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("nameserver %q: port 0; leave the port out for 53", s)
+	}
+	return ap, nil
+}
+
+// parseNetwork parses a CIDR network; a bare IP address is a host.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(ip, ip.BitLen()), nil
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad network %q: want CIDR notation such as \"192.0.2.0/24\" or \"2001:db8::/48\", or an IP address", s)
+	}
+	if pfx.Masked() != pfx {
+		return netip.Prefix{}, fmt.Errorf("network %q has bits set after the prefix length; did you mean %q?", s, pfx.Masked().String())
+	}
+	return pfx, nil
+}
+
+// parseDelay parses a delay of [limits]: a Go duration from 0 to maxDelay.
+func parseDelay(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want a number with a unit, such as \"1s\", \"500ms\" or \"0s\"", s)
+	}
+	if d < 0 || d > maxDelay {
+		return 0, fmt.Errorf("duration %q is outside the allowed range from \"0s\" to \"1m\"", s)
+	}
+	return d, nil
 }
 
 // validateListeners checks and normalizes every listening address: an IP
@@ -206,106 +351,368 @@ func parseListenAddr(s string) (netip.AddrPort, error) {
 
 // validateDynamic checks d and normalizes it in place (lower-cased domains).
 func validateDynamic(file string, d *Dynamic, kl *keyLines) error {
-	var errs []error
-	add := func(p keyPath, format string, args ...any) {
-		errs = append(errs, kl.errorf(file, p, format, args...))
-	}
+	v := &dynValidator{file: file, d: d, kl: kl, domains: map[string]int{}, owners: map[string]addrOwner{}, aliases: map[string]keyPath{}}
+	v.checkDomains()
+	v.checkAccounts()
+	v.checkAliases()
 
-	domains := map[string]int{} // ASCII name -> index
-	for i := range d.Domains {
-		dom := &d.Domains[i]
+	// RFC 5321 §4.5.1: every domain must accept mail for postmaster. Checked
+	// once the rest is valid, so the suggested line is one that loads.
+	clean := len(v.errs) == 0
+	for i := 0; clean && i < len(d.Domains); i++ {
+		_, ascii, err := normalizeDomain(d.Domains[i].Name)
+		if err != nil || v.domains[ascii] != i {
+			continue // Reported above.
+		}
+		if _, ok := v.owners["postmaster@"+ascii]; ok {
+			continue
+		}
+		v.add(keyPath{"domain", index(i), "name"}, "%s", missingPostmaster(d, kl, d.Domains[i].Name))
+	}
+	if pa := d.PostmasterAccount; pa != "" {
+		if d.FindAccount(pa) < 0 {
+			v.add(keyPath{"postmaster_account"}, "no account %q; name one of the [[account]] sections, or remove the line for the default", pa)
+		}
+	} else if len(v.errs) == 0 && len(d.Domains) > 0 && d.Postmaster("") == "" {
+		v.add(keyPath{"postmaster_account"}, "no account receives system mail; set postmaster_account to an account name")
+	}
+	return errors.Join(v.errs...)
+}
+
+// dynValidator holds the state of one validation of domains.conf.
+type dynValidator struct {
+	file string
+	d    *Dynamic
+	kl   *keyLines
+	errs []error
+
+	domains map[string]int       // ASCII name -> index
+	owners  map[string]addrOwner // address key (see addrKey) -> owner
+	aliases map[string]keyPath   // alias address key -> where
+}
+
+// addrOwner is the account that has an address, and where it says so.
+type addrOwner struct {
+	account int
+	path    keyPath
+}
+
+func (v *dynValidator) add(p keyPath, format string, args ...any) {
+	v.errs = append(v.errs, v.kl.errorf(v.file, p, format, args...))
+}
+
+// domainOf returns the settings of the configured domain with the given
+// ASCII name, or nil.
+func (v *dynValidator) domainOf(ascii string) *Domain {
+	i, ok := v.domains[ascii]
+	if !ok {
+		return nil
+	}
+	return &v.d.Domains[i]
+}
+
+// addrKey is the form in which addresses are compared: LocalpartKey with
+// the domain's case rule, "@", the ASCII domain. A catchall's key is
+// "@domain".
+func addrKey(lp, ascii string, dom *Domain) string {
+	if lp == "" {
+		return "@" + ascii
+	}
+	return LocalpartKey(lp, dom.LocalpartCaseSensitive) + "@" + ascii
+}
+
+// baseLocalpart returns lp up to the first of the domain's separators, and
+// whether lp has one (with something before it).
+func baseLocalpart(lp string, dom *Domain) (string, bool) {
+	cut := -1
+	for _, sep := range dom.LocalpartSeparators {
+		if i := strings.Index(lp, sep); sep != "" && i > 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	if cut < 0 {
+		return "", false
+	}
+	return lp[:cut], true
+}
+
+// address parses an address of a configured domain at p; catchall allows
+// "@domain". It returns the normalized address, its key and its domain.
+func (v *dynValidator) address(p keyPath, addr string, catchall bool) (norm, key string, dom *Domain, ok bool) {
+	split := splitAddress
+	if catchall {
+		split = splitAccountAddress
+	}
+	lp, domain, err := split(addr)
+	if err != nil {
+		if !catchall && strings.HasPrefix(addr, "@") {
+			err = fmt.Errorf("address %q: a catchall (\"@domain\") can only be an account's address", addr)
+		}
+		v.add(p, "%v", err)
+		return "", "", nil, false
+	}
+	name, ascii, err := normalizeDomain(domain)
+	if err != nil {
+		v.add(p, "address %q: %v", addr, err)
+		return "", "", nil, false
+	}
+	dom = v.domainOf(ascii)
+	if dom == nil {
+		v.add(p, "address %q: domain %q is not configured; add a [[domain]] section for it", addr, name)
+		return "", "", nil, false
+	}
+	return lp + "@" + name, addrKey(lp, ascii, dom), dom, true
+}
+
+func (v *dynValidator) checkDomains() {
+	for i := range v.d.Domains {
+		dom := &v.d.Domains[i]
 		p := keyPath{"domain", index(i)}
 		name, ascii, err := normalizeDomain(dom.Name)
 		if err != nil {
-			add(p.with("name"), "%v", err)
+			v.add(p.with("name"), "%v", err)
 		} else {
 			dom.Name = name
-			if j, ok := domains[ascii]; ok {
-				add(p.with("name"), "domain %q is also configured in domain[%d] (line %d)", name, j, kl.line(keyPath{"domain", index(j), "name"}))
+			if j, ok := v.domains[ascii]; ok {
+				v.add(p.with("name"), "domain %q is also configured in domain[%d] (line %d)", name, j, v.kl.line(keyPath{"domain", index(j), "name"}))
 			} else {
-				domains[ascii] = i
+				v.domains[ascii] = i
+			}
+		}
+		for j, sep := range dom.LocalpartSeparators {
+			if err := checkSeparator(sep); err != nil {
+				v.add(p.with("localpart_separators", index(j)), "%v", err)
+			} else if slices.Contains(dom.LocalpartSeparators[:j], sep) {
+				v.add(p.with("localpart_separators", index(j)), "separator %q is listed twice", sep)
 			}
 		}
 		selectors := map[string]int{}
 		for j, sel := range dom.DKIM {
 			sp := p.with("dkim", index(j))
 			if err := checkSelector(sel.Selector); err != nil {
-				add(sp.with("selector"), "%v", err)
+				v.add(sp.with("selector"), "%v", err)
 			} else if k, ok := selectors[strings.ToLower(sel.Selector)]; ok {
-				add(sp.with("selector"), "selector %q is also used by dkim[%d] of this domain", sel.Selector, k)
+				v.add(sp.with("selector"), "selector %q is also used by dkim[%d] of this domain", sel.Selector, k)
 			} else {
 				selectors[strings.ToLower(sel.Selector)] = j
 			}
 			switch sel.Algorithm {
 			case "ed25519", "rsa2048":
 			case "":
-				add(sp.with("algorithm"), "required: ed25519 or rsa2048")
+				v.add(sp.with("algorithm"), "required: ed25519 or rsa2048")
 			default:
-				add(sp.with("algorithm"), "unknown DKIM algorithm %q (use ed25519 or rsa2048)", sel.Algorithm)
+				v.add(sp.with("algorithm"), "unknown DKIM algorithm %q (use ed25519 or rsa2048)", sel.Algorithm)
 			}
 		}
 	}
+}
 
-	accounts := map[string]int{} // Lower-case name -> index.
-	addresses := map[string]keyPath{}
-	for i := range d.Accounts {
-		acc := &d.Accounts[i]
+// checkSeparator checks one localpart separator: a single character that
+// can appear in an unquoted local part and is not a letter or digit.
+func checkSeparator(sep string) error {
+	r, n := utf8.DecodeRuneInString(sep)
+	switch {
+	case sep == "":
+		return errors.New("empty separator; give one character, e.g. \"+\"")
+	case n != len(sep):
+		return fmt.Errorf("separator %q is more than one character; list each character on its own, e.g. [\"+\", \"-\"]", sep)
+	case r == '.' || r >= utf8.RuneSelf || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9':
+		return fmt.Errorf("separator %q would cut ordinary local parts; use a punctuation character such as \"+\" or \"-\"", sep)
+	case !isAtext(r):
+		return fmt.Errorf("separator %q cannot appear in an unquoted local part; use a character such as \"+\" or \"-\"", sep)
+	}
+	return nil
+}
+
+func (v *dynValidator) checkAccounts() {
+	names := map[string]int{} // Lower-case name -> index.
+	for i := range v.d.Accounts {
+		acc := &v.d.Accounts[i]
 		p := keyPath{"account", index(i)}
 		if err := checkAccountName(acc.Name); err != nil {
-			add(p.with("name"), "%v", err)
-		} else if j, ok := accounts[strings.ToLower(acc.Name)]; ok {
+			v.add(p.with("name"), "%v", err)
+		} else if j, ok := names[strings.ToLower(acc.Name)]; ok {
 			// Compared without case: names become directory names, and
 			// some file systems ignore case.
-			add(p.with("name"), "account %q is also configured in account[%d] (line %d)", acc.Name, j, kl.line(keyPath{"account", index(j), "name"}))
+			v.add(p.with("name"), "account %q is also configured in account[%d] (line %d)", acc.Name, j, v.kl.line(keyPath{"account", index(j), "name"}))
 		} else {
-			accounts[strings.ToLower(acc.Name)] = i
+			names[strings.ToLower(acc.Name)] = i
 		}
 		for j, addr := range acc.Addresses {
 			ap := p.with("addresses", index(j))
-			lp, dom, err := splitAddress(addr)
-			if err != nil {
-				add(ap, "%v", err)
+			norm, key, _, ok := v.address(ap, addr, true)
+			if !ok {
 				continue
 			}
-			name, ascii, err := normalizeDomain(dom)
-			if err != nil {
-				add(ap, "address %q: %v", addr, err)
-				continue
-			}
-			if _, ok := domains[ascii]; !ok {
-				add(ap, "address %q: domain %q is not configured; add a [[domain]] section for it", addr, name)
-				continue
-			}
-			norm := lp + "@" + name
 			acc.Addresses[j] = norm
-			// Local parts are compared without case: delivery treats them
-			// that way, so two accounts cannot share one in different case.
-			key := strings.ToLower(lp) + "@" + ascii
-			if other, ok := addresses[key]; ok {
-				add(ap, "address %q is also configured at %s (line %d)", addr, other, kl.line(other))
+			if v.claimed(ap, addr, key, -1) {
 				continue
 			}
-			addresses[key] = ap
+			v.owners[key] = addrOwner{i, ap}
+		}
+		seen := map[string]int{}
+		for j := range acc.Destinations {
+			dest := &acc.Destinations[j]
+			dp := p.with("destination", index(j))
+			if dest.Address == "" {
+				v.add(dp.with("address"), "required in each [[account.destination]]")
+			} else if norm, key, _, ok := v.address(dp.with("address"), dest.Address, true); ok {
+				dest.Address = norm
+				if k, dup := seen[key]; dup {
+					v.add(dp.with("address"), "address %q has a destination already in destination[%d]; give each address one mailbox", dest.Address, k)
+				} else if !v.claimed(dp.with("address"), dest.Address, key, i) {
+					seen[key] = j
+					if _, own := v.owners[key]; !own {
+						v.owners[key] = addrOwner{i, dp.with("address")}
+					}
+				}
+			}
+			if err := checkMailboxName(dest.Mailbox); err != nil {
+				v.add(dp.with("mailbox"), "%v", err)
+			}
+		}
+		for _, lim := range []struct {
+			key string
+			n   *int
+		}{
+			{"max_messages_per_day", acc.MaxMessagesPerDay},
+			{"max_first_time_recipients_per_day", acc.MaxFirstTimeRecipientsPerDay},
+		} {
+			if lim.n != nil && *lim.n < 0 {
+				v.add(p.with(lim.key), "%d is negative; use 0 for no limit, or remove the line for the default", *lim.n)
+			}
 		}
 		if _, err := ParseQuota(acc.Quota); err != nil {
-			add(p.with("quota"), "%v", err)
+			v.add(p.with("quota"), "%v", err)
 		}
 	}
+}
 
-	// RFC 5321 §4.5.1: every domain must accept mail for postmaster. Checked
-	// once the rest is valid, so the suggested line is one that loads.
-	clean := len(errs) == 0
-	for i := 0; clean && i < len(d.Domains); i++ {
-		_, ascii, err := normalizeDomain(d.Domains[i].Name)
-		if err != nil || domains[ascii] != i {
-			continue // Reported above.
+// claimed reports (and for a conflict, adds an error) whether the address
+// key is taken already: by another account, or, unless the owner is self,
+// by any.
+func (v *dynValidator) claimed(p keyPath, addr, key string, self int) bool {
+	other, ok := v.owners[key]
+	if !ok || other.account == self {
+		return false
+	}
+	if strings.HasPrefix(key, "@") {
+		v.add(p, "catchall %q is also configured at %s (line %d); a domain has one catchall", addr, other.path, v.kl.line(other.path))
+	} else {
+		v.add(p, "address %q is also configured at %s (line %d)", addr, other.path, v.kl.line(other.path))
+	}
+	return true
+}
+
+func (v *dynValidator) checkAliases() {
+	type member struct {
+		p    keyPath
+		addr string
+	}
+	var members []member
+	for i := range v.d.Domains {
+		dom := &v.d.Domains[i]
+		_, ascii, err := normalizeDomain(dom.Name)
+		if err != nil || v.domains[ascii] != i {
+			continue // Reported with the domain.
 		}
-		if _, ok := addresses["postmaster@"+ascii]; ok {
+		for j := range dom.Aliases {
+			al := &dom.Aliases[j]
+			p := keyPath{"domain", index(i), "alias", index(j)}
+			if al.Address == "" {
+				v.add(p.with("address"), "required in each [[domain.alias]]")
+			} else if norm, key, adom, ok := v.address(p.with("address"), al.Address, false); ok {
+				al.Address = norm
+				lp, _, _ := splitAddress(norm)
+				switch {
+				case adom != dom:
+					v.add(p.with("address"), "alias %q is not in domain %q; move the [[domain.alias]] section to the [[domain]] of its address", norm, dom.Name)
+				case v.aliases[key] != nil:
+					v.add(p.with("address"), "alias %q is also configured at %s (line %d)", norm, v.aliases[key], v.kl.line(v.aliases[key]))
+				default:
+					o, taken := v.owners[key]
+					if taken {
+						v.add(p.with("address"), "alias %q is also an address of account %q (%s, line %d); remove one of them", norm, v.d.Accounts[o.account].Name, o.path, v.kl.line(o.path))
+						break
+					}
+					v.aliases[key] = p.with("address")
+					if base, cut := baseLocalpart(lp, dom); cut {
+						// Resolution tries addresses through separators
+						// before aliases, so such an alias never gets mail.
+						if o, taken := v.owners[addrKey(base, ascii, dom)]; taken {
+							v.add(p.with("address"), "alias %q would never receive mail: with localpart_separators, it goes to %s (%s) first; choose another alias address", norm, base+"@"+dom.Name, o.path)
+						}
+					}
+				}
+			}
+			if len(al.Members) == 0 {
+				v.add(p.with("members"), "an alias needs at least one member address")
+			}
+			for k, m := range al.Members {
+				mp := p.with("members", index(k))
+				if _, domain, err := splitAddress(m); err == nil {
+					if _, ascii, err := normalizeDomain(domain); err == nil && v.domainOf(ascii) == nil {
+						v.add(mp, "member %q is not local; for now alias members must be addresses of local accounts", m)
+						continue
+					}
+				}
+				if norm, _, _, ok := v.address(mp, m, false); ok {
+					al.Members[k] = norm
+					members = append(members, member{mp, norm})
+				}
+			}
+		}
+	}
+	// Members are checked once every alias is known.
+	for _, m := range members {
+		lp, domain, _ := splitAddress(m.addr)
+		_, ascii, _ := normalizeDomain(domain)
+		dom := v.domainOf(ascii)
+		key := addrKey(lp, ascii, dom)
+		if _, ok := v.aliases[key]; ok {
+			v.add(m.p, "member %q is an alias; aliases cannot contain aliases, list its members instead", m.addr)
 			continue
 		}
-		add(keyPath{"domain", index(i), "name"}, "%s", missingPostmaster(d, kl, d.Domains[i].Name))
+		if _, ok := v.owners[key]; ok {
+			continue
+		}
+		if base, cut := baseLocalpart(lp, dom); cut {
+			if _, ok := v.owners[addrKey(base, ascii, dom)]; ok {
+				continue
+			}
+		}
+		if _, ok := v.owners["@"+ascii]; ok {
+			continue
+		}
+		v.add(m.p, "member %q is not an address of any account; for now alias members must be addresses of local accounts", m.addr)
 	}
-	return errors.Join(errs...)
+}
+
+// checkMailboxName checks the mailbox of a destination: "/" separates
+// levels, as in moxd-store.
+func checkMailboxName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("required: the mailbox to deliver into, e.g. \"Lists/moxd\"; for the Inbox, list the address in addresses instead")
+	case !utf8.ValidString(name):
+		return fmt.Errorf("mailbox %q is not valid UTF-8", name)
+	case len(name) > 255:
+		return fmt.Errorf("mailbox %q is longer than 255 bytes", name)
+	case strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/"):
+		return fmt.Errorf("mailbox %q starts or ends with \"/\"; write levels as \"Lists/moxd\"", name)
+	case strings.Contains(name, "//"):
+		return fmt.Errorf("mailbox %q has an empty level (\"//\")", name)
+	case strings.ContainsAny(name, "*%"):
+		return fmt.Errorf("mailbox %q contains \"*\" or \"%%\", which IMAP uses as wildcards", name)
+	case strings.Count(name, "/") >= 32:
+		return fmt.Errorf("mailbox %q has more than 32 levels", name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fmt.Errorf("mailbox %q contains a control character", name)
+		}
+	}
+	return nil
 }
 
 // missingPostmaster says which line to add for a domain without a
@@ -328,6 +735,18 @@ func missingPostmaster(d *Dynamic, kl *keyLines, domain string) string {
 // ParseQuota parses an account quota: a number of bytes, optionally followed
 // by K, M, G or T (powers of 1024). Empty means 0, unlimited.
 func ParseQuota(s string) (int64, error) {
+	return parseSize(s, "quota", `; empty or "0" for unlimited`)
+}
+
+// ParseSize parses a size as in [smtp] and [store]: a number of bytes,
+// optionally followed by K, M, G or T (powers of 1024). Empty means 0.
+func ParseSize(s string) (int64, error) {
+	return parseSize(s, "size", "")
+}
+
+// parseSize is ParseQuota and ParseSize; what names the value in errors
+// and hint follows the example.
+func parseSize(s, what, hint string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
@@ -345,7 +764,7 @@ func ParseQuota(s string) (int64, error) {
 	if mult > 1 {
 		num = s[:len(s)-1]
 	}
-	bad := fmt.Errorf("quota %q: want a number of bytes, optionally followed by K, M, G or T, e.g. \"500M\" or \"10G\"; empty or \"0\" for unlimited", s)
+	bad := fmt.Errorf("%s %q: want a number of bytes, optionally followed by K, M, G or T, e.g. \"500M\" or \"10G\"%s", what, s, hint)
 	if num == "" {
 		return 0, bad
 	}
@@ -356,7 +775,7 @@ func ParseQuota(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n > (1<<62)/mult {
-		return 0, fmt.Errorf("quota %q is too large", s)
+		return 0, fmt.Errorf("%s %q is too large", what, s)
 	}
 	return n * mult, nil
 }

@@ -149,6 +149,12 @@ func checkMarshalValue(v reflect.Value, at keyPath) error {
 		return nil
 	case reflect.Bool, reflect.Int, reflect.Int32, reflect.Int64:
 		return nil
+	case reflect.Pointer:
+		// Written only when set (omitempty); nil is an absent key.
+		if v.IsNil() {
+			return fmt.Errorf("%s: an unset optional value needs omitempty", at)
+		}
+		return checkMarshalValue(v.Elem(), at)
 	case reflect.Slice:
 		if v.Type().Elem().Kind() != reflect.String {
 			break
@@ -415,6 +421,12 @@ func cloneValue(v reflect.Value) reflect.Value {
 		for i := range v.Len() {
 			c.Index(i).Set(cloneValue(v.Index(i)))
 		}
+	case reflect.Pointer:
+		if v.IsNil() {
+			break
+		}
+		c.Set(reflect.New(v.Type().Elem()))
+		c.Elem().Set(cloneValue(v.Elem()))
 	case reflect.Map:
 		if v.IsNil() {
 			break
@@ -452,6 +464,11 @@ func sameValue(a, b reflect.Value) bool {
 			}
 		}
 		return true
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return sameValue(a.Elem(), b.Elem())
 	}
 	return reflect.DeepEqual(a.Interface(), b.Interface())
 }

@@ -18,15 +18,19 @@ import (
 // including internationalized domains and local parts and a quoted local
 // part with characters TOML must escape.
 func fullDynamic() *Dynamic {
+	zero, many := 0, 5000
 	return &Dynamic{
+		PostmasterAccount: "postmaster",
 		Domains: []Domain{
-			{Name: "example.com", DKIM: []DKIMSelector{{"moxd-ed", "ed25519"}, {"moxd-rsa", "rsa2048"}}},
-			{Name: "bücher.example"},
+			{Name: "example.com", DKIM: []DKIMSelector{{"moxd-ed", "ed25519"}, {"moxd-rsa", "rsa2048"}}, LocalpartSeparators: []string{"+", "-"},
+				Aliases: []Alias{{Address: "team@example.com", Members: []string{"mjl@example.com", "jöran@bücher.example"}, MembersMaySend: true}}},
+			{Name: "bücher.example", LocalpartCaseSensitive: true},
 			{Name: "例え.テスト", DKIM: []DKIMSelector{{"sel.2024", "ed25519"}}},
 		},
 		Accounts: []Account{
-			{Name: "mjl", Addresses: []string{"mjl@example.com", "Mjl.Other@bücher.example"}},
-			{Name: "jo_ran-2.x", Addresses: []string{"jöran@bücher.example", "用户@例え.テスト", `"a \"quoted\" \\ one"@example.com`}},
+			{Name: "mjl", Addresses: []string{"mjl@example.com", "Mjl.Other@bücher.example", "@例え.テスト"}, MaxMessagesPerDay: &zero,
+				Destinations: []Destination{{"mjl@example.com", "Archive/Direct"}, {"moxd@example.com", "Lists/moxd"}}},
+			{Name: "jo_ran-2.x", Addresses: []string{"jöran@bücher.example", "用户@例え.テスト", `"a \"quoted\" \\ one"@example.com`}, MaxFirstTimeRecipientsPerDay: &many},
 			{Name: "empty", Addresses: []string{}},
 			{Name: "postmaster", Addresses: []string{"postmaster@example.com", "postmaster@bücher.example", "postmaster@例え.テスト"}, Quota: "10G"},
 		},

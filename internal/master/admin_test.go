@@ -106,7 +106,7 @@ func newTestMaster(t *testing.T, storeHandler, keysHandler func(req *ipc.Request
 	for i, r := range config.RoleNames() {
 		fmt.Fprintf(&users, "%s = \"%d:%d\"\n", r, 64500+i, 64500+i)
 	}
-	confText := fmt.Sprintf("hostname = \"mail.example.com\"\ndata_dir = %q\nrun_dir = %q\nlocalserve = true\n[users]\n%s", filepath.Join(dir, "data"), filepath.Join(dir, "run"), users.String())
+	confText := fmt.Sprintf("hostname = \"mail.example.com\"\ndata_dir = %q\nrun_dir = %q\nlocalserve = true\n[dns]\noffline = true\n[users]\n%s", filepath.Join(dir, "data"), filepath.Join(dir, "run"), users.String())
 	if err := os.WriteFile(conf, []byte(confText), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -297,6 +297,10 @@ func (m *Master) Reload() (ctl.ReloadResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("configuration not reloaded: %w", err)
 	}
+	resolver, err := resolverSlice(cfg, os.ReadFile)
+	if err != nil {
+		return res, fmt.Errorf("configuration not reloaded: %w", err)
+	}
 	res.NeedRestart = restartOnly(old, cfg)
 	// Keep what only a restart can change.
 	cfg.Static.Listen = old.Static.Listen
@@ -308,6 +312,7 @@ func (m *Master) Reload() (ctl.ReloadResult, error) {
 	cfg.Users = old.Users
 	cfg.Static.Hostname = old.Static.Hostname
 	cfg.Static.Localserve = old.Static.Localserve
+	m.call(func() { m.dns = resolver })
 	if err := m.apply(cfg); err != nil {
 		return res, err
 	}

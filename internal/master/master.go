@@ -26,12 +26,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"moxd/internal/config"
+	"moxd/internal/dns"
 	"moxd/internal/ipc"
 	"moxd/internal/version"
 	"moxd/internal/worker"
@@ -125,6 +127,9 @@ type Master struct {
 
 	cfgMu sync.Mutex
 	cfg   *config.Config
+	// dns is how smtp and queue reach DNS, read with the configuration
+	// at start and reload (resolverSlice); set and read on the loop.
+	dns config.DNSSlice
 
 	libexec   string
 	listeners []*boundListener
@@ -297,6 +302,9 @@ func (m *Master) setup() error {
 	if !m.asRoot && !cfg.Static.Localserve {
 		return fmt.Errorf("moxd-master must be started as root so it can bind ports and run each role under its own user (for development, use \"moxd-master localserve\")")
 	}
+	if m.dns, err = resolverSlice(cfg, os.ReadFile); err != nil {
+		return err
+	}
 	if m.asRoot {
 		seen := map[uint32]string{}
 		for _, r := range ipc.WorkerRoles() {
@@ -427,8 +435,9 @@ func (m *Master) updateSlice(p *proc, cfg *config.Config) {
 		s.Store = storeSlice(cfg)
 	case ipc.RoleQueue:
 		s.Dir = roleDir(cfg.Static.DataDir, p.role)
+		s.Queue = queueSlice(cfg, m.dns)
 	case ipc.RoleSMTP, ipc.RoleSubmission:
-		s.SMTP = &config.SMTPSlice{Submission: p.role == ipc.RoleSubmission}
+		s.SMTP = smtpSlice(cfg, m.dns, p.role == ipc.RoleSubmission)
 	case ipc.RoleIMAP:
 		s.IMAP = &config.NetSlice{}
 	case ipc.RoleWeb:
@@ -441,16 +450,88 @@ func (m *Master) updateSlice(p *proc, cfg *config.Config) {
 	p.slice.Store(&b)
 }
 
-// storeSlice is the part of domains.conf moxd-store needs.
+// storeSlice is the part of the configuration moxd-store needs: domains
+// and accounts with their addresses, the message size limit, the disk
+// reserve and, in localserve, the account that gets mail for every other
+// address.
 func storeSlice(cfg *config.Config) *config.StoreSlice {
-	ss := &config.StoreSlice{Domains: []string{}, Accounts: []config.StoreAccount{}}
-	for _, d := range cfg.Dynamic.Domains {
-		ss.Domains = append(ss.Domains, d.Name)
+	ss := &config.StoreSlice{
+		Domains:        cfg.Dynamic.AddrDomains(),
+		Accounts:       []config.StoreAccount{},
+		MaxMessageSize: cfg.Static.MaxMessageBytes(),
+		DiskReserve:    cfg.Static.DiskReserveBytes(),
 	}
 	for _, a := range cfg.Dynamic.Accounts {
-		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes()})
+		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes(), Destinations: a.DestinationMap()})
+	}
+	if cfg.Static.Localserve {
+		// README "localserve": every address is accepted.
+		ss.FallbackAccount = cfg.Dynamic.Postmaster(cfg.Static.Hostname)
 	}
 	return ss
+}
+
+// queueSlice is what moxd-queue needs: which addresses each account may
+// send as, its daily limits, and who gets system mail.
+func queueSlice(cfg *config.Config, dns config.DNSSlice) *config.QueueSlice {
+	qs := &config.QueueSlice{
+		Localserve:     cfg.Static.Localserve,
+		DNS:            dns,
+		MaxMessageSize: cfg.Static.MaxMessageBytes(),
+		Postmaster:     cfg.Dynamic.Postmaster(cfg.Static.Hostname),
+		Domains:        cfg.Dynamic.AddrDomains(),
+		Accounts:       []config.QueueAccount{},
+	}
+	for _, a := range cfg.Dynamic.Accounts {
+		qs.Accounts = append(qs.Accounts, config.QueueAccount{
+			Name:                         a.Name,
+			Addresses:                    a.AllAddresses(),
+			MaxMessagesPerDay:            a.MessagesPerDay(),
+			MaxFirstTimeRecipientsPerDay: a.FirstTimeRecipientsPerDay(),
+		})
+	}
+	return qs
+}
+
+// smtpSlice is what an smtp or submission instance needs.
+func smtpSlice(cfg *config.Config, dns config.DNSSlice, submission bool) *config.SMTPSlice {
+	s := &cfg.Static
+	return &config.SMTPSlice{
+		Submission:     submission,
+		Localserve:     s.Localserve,
+		DNS:            dns,
+		MaxMessageSize: s.MaxMessageBytes(),
+		MaxRecipients:  s.SMTP.MaxRecipients,
+		RequireTLS:     s.SMTP.RequireTLS,
+		RejectDMARC:    s.SMTP.RejectDMARC,
+		Limits:         s.LimitsSlice(),
+	}
+}
+
+// resolverSlice says how the roles reach DNS, from the [dns] section: not
+// at all (offline), the configured nameservers, or those of resolv_conf,
+// which master reads itself (roles read no files). A resolv.conf without
+// nameserver lines means 127.0.0.1, as in the C library.
+func resolverSlice(cfg *config.Config, readFile func(string) ([]byte, error)) (config.DNSSlice, error) {
+	d := cfg.Static.DNS
+	switch {
+	case d.Offline:
+		return config.DNSSlice{Offline: true}, nil
+	case len(d.Nameservers) > 0:
+		return config.DNSSlice{Servers: slices.Clone(d.Nameservers), TrustAD: d.TrustAD}, nil
+	}
+	data, err := readFile(d.ResolvConf)
+	if err != nil {
+		return config.DNSSlice{}, fmt.Errorf("%s: dns.resolv_conf: %w (fix the file, set dns.nameservers, or set dns.offline = true to run without DNS)", cfg.Path, err)
+	}
+	servers, trustAD, err := dns.ParseResolvConf(data)
+	if err != nil {
+		return config.DNSSlice{}, fmt.Errorf("%s: dns.resolv_conf %s: %w (fix the file, or set dns.nameservers)", cfg.Path, d.ResolvConf, err)
+	}
+	if len(servers) == 0 {
+		servers = []string{"127.0.0.1:53"}
+	}
+	return config.DNSSlice{Servers: servers, TrustAD: d.TrustAD || trustAD}, nil
 }
 
 func (m *Master) closeListeners() {

@@ -204,7 +204,7 @@ func (sv *service) importMbox(ctx context.Context, m *ipc.ImportMbox, f *os.File
 	if err != nil {
 		return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "mbox: %v", err)
 	}
-	r := mbox.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, 0, before.Size()), 256<<10), sv.bodies.max)
+	r := mbox.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, 0, before.Size()), 256<<10), sv.bodies.max())
 	nextProgress := time.Now().Add(progressEvery)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -262,7 +262,7 @@ func (sv *service) importFiles(ctx context.Context, m *ipc.ImportFiles, files []
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for i, info := range m.Files {
-		body, err := account.BodyFromFile(ctx, j.imp.TmpDir(), files[i], sv.bodies.max)
+		body, err := account.BodyFromFile(ctx, j.imp.TmpDir(), files[i], sv.bodies.max())
 		if err != nil {
 			j.skipped++
 			j.problem(info.Name, err.Error())
@@ -494,10 +494,13 @@ func (sv *service) backup(ctx context.Context, m *ipc.Backup, dir *os.File) (ipc
 func (sv *service) localDeliver(ctx context.Context, m *ipc.LocalDeliver, f *os.File) (ipc.Message, []*os.File, error) {
 	ctx, cancel := withTimeout(ctx, deliverTimeout)
 	defer cancel()
-	if _, ok := sv.store.Resolve(m.Address); !ok {
+	if _, ok := sv.store.Recipient(m.Address); !ok {
 		return nil, nil, ipc.Errorf(ipc.CodeNotFound, "no account has address %q", m.Address)
 	}
-	body, err := account.BodyFromFile(ctx, sv.store.tmpDir, f, sv.bodies.max)
+	if err := sv.diskFull(); err != nil {
+		return nil, nil, err
+	}
+	body, err := account.BodyFromFile(ctx, sv.store.tmpDir, f, sv.bodies.max())
 	if err != nil {
 		return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "message: %v", err)
 	}

@@ -28,7 +28,8 @@ import (
 	"moxd/internal/worker"
 )
 
-// DefaultMaxMessage is the largest message store accepts.
+// DefaultMaxMessage is the largest message store accepts when its slice
+// sets no limit (smtp.max_message_size).
 const DefaultMaxMessage = 100 << 20
 
 // MaxHandlers is the number of requests store serves at once per peer
@@ -47,6 +48,7 @@ type service struct {
 	login    *login.Service
 	events   *events
 	side     *sideRecords
+	disk     *diskSpace
 
 	importsMu sync.Mutex
 	imports   map[uint64]*importJob
@@ -129,7 +131,8 @@ func newService(dir string, log *slog.Logger, now func() time.Time) (*service, e
 	sv := &service{
 		log:      log,
 		store:    st,
-		bodies:   newBodies(log, st.tmpDir, DefaultMaxMessage, now),
+		bodies:   newBodies(log, st.tmpDir, func() int64 { max, _ := st.limits(); return max }, now),
+		disk:     newDiskSpace(dir, now),
 		sessions: newSessions(),
 		tokens:   auth.NewTokens(now),
 		hasher:   auth.NewHasher(runtime.NumCPU()),

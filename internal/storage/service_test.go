@@ -47,6 +47,18 @@ type testStore struct {
 
 func newTestStore(t *testing.T, accounts ...config.StoreAccount) *testStore {
 	t.Helper()
+	if len(accounts) == 0 {
+		accounts = []config.StoreAccount{
+			{Name: "mjl", Addresses: []string{"mjl@example.org", "postmaster@example.org"}},
+			{Name: "other", Addresses: []string{"other@example.org"}},
+		}
+	}
+	return newTestStoreSlice(t, config.StoreSlice{Domains: []config.AddrDomain{{Name: "example.org"}}, Accounts: accounts})
+}
+
+// newTestStoreSlice is newTestStore configured with slice.
+func newTestStoreSlice(t *testing.T, slice config.StoreSlice) *testStore {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -66,13 +78,7 @@ func newTestStore(t *testing.T, accounts ...config.StoreAccount) *testStore {
 		k, ok := ts.chans[c]
 		return k.role, k.gen, ok
 	}
-	if len(accounts) == 0 {
-		accounts = []config.StoreAccount{
-			{Name: "mjl", Addresses: []string{"mjl@example.org", "postmaster@example.org"}},
-			{Name: "other", Addresses: []string{"other@example.org"}},
-		}
-	}
-	if err := sv.store.configure(config.StoreSlice{Domains: []string{"example.org"}, Accounts: accounts}); err != nil {
+	if err := sv.store.configure(slice); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -765,7 +771,7 @@ func TestAccountRemove(t *testing.T) {
 	if err := admin(&ipc.AccountRemove{Account: "other", Phase: ipc.RemovePrepare}); err != nil {
 		t.Fatal(err)
 	}
-	slice := config.StoreSlice{Domains: []string{"example.org"}, Accounts: []config.StoreAccount{{Name: "mjl", Addresses: []string{"mjl@example.org"}}}}
+	slice := config.StoreSlice{Domains: []config.AddrDomain{{Name: "example.org"}}, Accounts: []config.StoreAccount{{Name: "mjl", Addresses: []string{"mjl@example.org"}}}}
 	if err := ts.sv.store.configure(slice); err != nil {
 		t.Fatal(err)
 	}

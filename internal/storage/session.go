@@ -270,7 +270,7 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 	case *ipc.Append:
 		f := req.Files[0]
 		defer f.Close()
-		body, err := account.BodyFromFile(ctx, sv.store.tmpDir, f, sv.bodies.max)
+		body, err := account.BodyFromFile(ctx, sv.store.tmpDir, f, sv.bodies.max())
 		if err != nil {
 			return nil, nil, err
 		}

@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"moxd/internal/addrbook"
 	"moxd/internal/config"
+	"moxd/internal/ipc"
 	"moxd/internal/storage/account"
 )
 
@@ -21,6 +23,11 @@ import (
 // which addresses reach them, and the open account databases. Accounts are
 // opened on first use and stay open; an account being removed refuses new
 // work.
+//
+// Recipients are resolved with an addrbook.Book (aliases, catchalls,
+// localpart separators, destinations); logins only by account name or one
+// of an account's own addresses (Resolve), never through an alias,
+// catchall or the fallback account.
 type Store struct {
 	dir    string // the store's data directory
 	tmpDir string // dir/tmp: bodies being received
@@ -36,7 +43,9 @@ type Store struct {
 
 	mu       sync.Mutex
 	slice    config.StoreSlice
-	addrs    map[string]string // normalized address -> account
+	addrs    map[string]string // normalized address -> account, for logins
+	book     *addrbook.Book    // recipients
+	fallback string            // account for every address that resolves to nothing
 	quotas   map[string]int64
 	open     map[string]*account.Account
 	removing map[string]bool // accounts between RemovePrepare and RemoveFinish/Cancel
@@ -62,6 +71,7 @@ func openStore(dir string, log *slog.Logger, now func() time.Time) (*Store, erro
 		log:      log,
 		now:      now,
 		addrs:    map[string]string{},
+		book:     &addrbook.Book{},
 		quotas:   map[string]int64{},
 		open:     map[string]*account.Account{},
 		removing: map[string]bool{},
@@ -96,28 +106,47 @@ func normAddress(addr string) string {
 
 // configure applies a new config slice: it creates the directories of new
 // accounts, settles removals left by a crash and reports directories
-// without account.
+// without account. An address book that does not build (master validated
+// the configuration, so only a bug gets here) keeps the previous one.
 func (s *Store) configure(slice config.StoreSlice) error {
 	addrs := map[string]string{}
 	quotas := map[string]int64{}
 	configured := map[string]bool{}
+	var bookAccounts []addrbook.Account
 	for _, a := range slice.Accounts {
 		configured[a.Name] = true
 		quotas[a.Name] = a.Quota
 		for _, addr := range a.Addresses {
-			addrs[normAddress(addr)] = a.Name
+			if !strings.HasPrefix(addr, "@") { // A catchall is no login name.
+				addrs[normAddress(addr)] = a.Name
+			}
 		}
+		bookAccounts = append(bookAccounts, addrbook.Account{Name: a.Name, Addresses: a.Addresses, Destinations: a.Destinations})
+	}
+	var errs []error
+	book, err := addrbook.New(slice.Domains, bookAccounts)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("addresses: %w", err))
+	}
+	fallback := slice.FallbackAccount
+	if _, ok := quotas[fallback]; fallback != "" && !ok {
+		errs = append(errs, fmt.Errorf("fallback account %q is not configured", fallback))
+		fallback = ""
 	}
 	s.mu.Lock()
 	s.slice = slice
 	s.addrs = addrs
+	if book != nil {
+		s.book = book
+	}
+	s.fallback = fallback
 	s.quotas = quotas
 	for name, a := range s.open {
 		a.SetQuota(quotas[name])
+		a.SetMaxMessage(maxMessage(slice))
 	}
 	s.mu.Unlock()
 
-	var errs []error
 	for _, a := range slice.Accounts {
 		if err := s.settle(a.Name, true); err != nil {
 			errs = append(errs, err)
@@ -192,11 +221,13 @@ func (s *Store) settle(name string, configured bool) error {
 func (s *Store) accountOptions(name string) account.Options {
 	s.mu.Lock()
 	quota := s.quotas[name]
+	max := maxMessage(s.slice)
 	s.mu.Unlock()
 	return account.Options{
-		Log:   s.log.With("account", name),
-		Now:   s.now,
-		Quota: quota,
+		Log:        s.log.With("account", name),
+		Now:        s.now,
+		Quota:      quota,
+		MaxMessage: max,
 		OnChange: func(ch account.Change) {
 			if s.onChange != nil {
 				s.onChange(name, ch)
@@ -252,7 +283,8 @@ func (s *Store) Account(name string) (*account.Account, error) {
 	return a, nil
 }
 
-// Resolve returns the account an address or account name belongs to.
+// Resolve returns the account an account name or one of its addresses
+// belongs to, for logins.
 func (s *Store) Resolve(name string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,6 +294,43 @@ func (s *Store) Resolve(name string) (string, bool) {
 	}
 	_, ok := s.quotas[name]
 	return name, ok
+}
+
+// Recipient returns where mail for addr goes: the targets of the address
+// book, or, when nothing matches and a fallback account is configured
+// (localserve), that account's Inbox, for an address at any domain.
+func (s *Store) Recipient(addr string) ([]addrbook.Target, bool) {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return nil, false
+	}
+	s.mu.Lock()
+	book, fallback := s.book, s.fallback
+	s.mu.Unlock()
+	if l, ok := book.Resolve(addr[:at], addr[at+1:]); ok {
+		return l, true
+	}
+	if fallback != "" {
+		return []addrbook.Target{{Account: fallback, Address: addr}}, true
+	}
+	return nil, false
+}
+
+// maxMessage is the body size limit of a slice: the SMTP limit plus room
+// for header lines added at reception, which a message queue retries holds
+// in its file; without a limit in the slice, DefaultMaxMessage.
+func maxMessage(slice config.StoreSlice) int64 {
+	if slice.MaxMessageSize <= 0 {
+		return DefaultMaxMessage
+	}
+	return slice.MaxMessageSize + ipc.MaxPrefix
+}
+
+// limits returns the body size limit and the disk reserve.
+func (s *Store) limits() (maxSize, reserve int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maxMessage(s.slice), s.slice.DiskReserve
 }
 
 // Accounts returns the configured account names, sorted.

@@ -82,12 +82,13 @@ const (
 
 // Account is one opened account. All methods are safe for concurrent use.
 type Account struct {
-	dir        string
-	log        *slog.Logger
-	now        func() time.Time
-	onChange   func(Change)
-	maxMessage int64
-	db         *bolt.DB
+	dir      string
+	log      *slog.Logger
+	now      func() time.Time
+	onChange func(Change)
+	db       *bolt.DB
+
+	maxMessage atomic.Int64
 
 	quota      atomic.Int64
 	usageSize  atomic.Int64
@@ -146,15 +147,14 @@ func Open(dir string, opts Options) (*Account, error) {
 
 func open(dir string, opts Options, create bool) (*Account, error) {
 	a := &Account{
-		dir:        dir,
-		log:        opts.Log,
-		now:        opts.Now,
-		onChange:   opts.OnChange,
-		maxMessage: opts.MaxMessage,
-		wake:       make(chan struct{}, 1),
-		loopDone:   make(chan struct{}),
-		kwByID:     map[uint32]string{},
-		kwByFold:   map[string]uint32{},
+		dir:      dir,
+		log:      opts.Log,
+		now:      opts.Now,
+		onChange: opts.OnChange,
+		wake:     make(chan struct{}, 1),
+		loopDone: make(chan struct{}),
+		kwByID:   map[uint32]string{},
+		kwByFold: map[string]uint32{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -162,9 +162,7 @@ func open(dir string, opts Options, create bool) (*Account, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	if a.maxMessage <= 0 {
-		a.maxMessage = defaultMaxMessage
-	}
+	a.SetMaxMessage(opts.MaxMessage)
 	a.quota.Store(opts.Quota)
 	timeout := opts.LockTimeout
 	if timeout <= 0 {
@@ -402,6 +400,15 @@ func (a *Account) Usage() (size int64, messages int64) {
 
 // SetQuota changes the quota in bytes (0: unlimited) for later operations.
 func (a *Account) SetQuota(bytes int64) { a.quota.Store(bytes) }
+
+// SetMaxMessage changes the body size limit of later deliveries and
+// imports; 0 means the default, 100 MiB.
+func (a *Account) SetMaxMessage(bytes int64) {
+	if bytes <= 0 {
+		bytes = defaultMaxMessage
+	}
+	a.maxMessage.Store(bytes)
+}
 
 // fanName, fileDir and filePath name message files (docs/storage.md
 // "Directory layout"): msg/<id>>12 as 4 hex digits>/<id in hex>.

@@ -42,6 +42,16 @@ func (b *Body) Size() int64 { return b.size }
 // Part returns the parsed MIME structure (offsets into the file).
 func (b *Body) Part() *message.Part { return b.part }
 
+// Open opens the body's file read-only, to hand it to a peer that must
+// not change it (a local retry through queue).
+func (b *Body) Open() (*os.File, error) {
+	f, err := os.OpenFile(b.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open message body file: %w", err)
+	}
+	return f, nil
+}
+
 // Remove deletes the temporary file.
 func (b *Body) Remove() error {
 	if err := os.Remove(b.path); err != nil && !errors.Is(err, fs.ErrNotExist) {

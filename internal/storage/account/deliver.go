@@ -85,8 +85,8 @@ func (w *wtx) deliver(d *Delivery, r *Delivered, mustExist bool) error {
 	if d.Body == nil {
 		return clean(fmt.Errorf("%w: no body", ErrBadBody))
 	}
-	if d.Body.size > w.a.maxMessage {
-		return clean(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, d.Body.size, w.a.maxMessage))
+	if max := w.a.maxMessage.Load(); d.Body.size > max {
+		return clean(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, d.Body.size, max))
 	}
 	if len(d.Prefix) > 0 && !bytes.HasSuffix(d.Prefix, []byte("\r\n")) {
 		return clean(fmt.Errorf("%w: delivery header lines must end in CRLF", ErrBadBody))

@@ -110,8 +110,8 @@ func (im *Import) check(size int64, keywords []string) error {
 	if im.finished {
 		return errors.New("import already published or aborted")
 	}
-	if size > im.a.maxMessage {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, im.a.maxMessage)
+	if max := im.a.maxMessage.Load(); size > max {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, max)
 	}
 	if err := checkKeywords(keywords); err != nil {
 		return err

@@ -25,6 +25,10 @@ var (
 	// ErrRefused: store refused the request's content: a bad mailbox name,
 	// a body that is not a regular file or is too large.
 	ErrRefused = errors.New("refused by store")
+	// ErrDiskFull: store's file system is below its free-space reserve
+	// (store.disk_reserve) and nothing was written; answer SMTP 452 4.3.1
+	// (RFC 3463: mail system full) so the sender tries again later.
+	ErrDiskFull = errors.New("store's disk is full")
 )
 
 // mapStoreError turns a call's error into one of the package's errors.
@@ -47,6 +51,8 @@ func mapStoreError(op string, err error) error {
 		kind = ErrRefused
 	case ipc.CodeDenied:
 		kind = ErrAuthFailed
+	case ipc.CodeDiskFull:
+		kind = ErrDiskFull
 	default:
 		kind = ErrUnavailable
 	}
@@ -122,14 +128,19 @@ func (d *Deliverer) NewBody(ctx context.Context, size int64) (*Body, error) {
 	return &Body{File: rep.Files[0], ID: m.Body, MaxSize: m.MaxSize, d: d}, nil
 }
 
-// Release tells store the body will not be delivered.
+// Release tells store the body will not be delivered (again).
 func (b *Body) Release() error {
 	b.File.Close()
-	c, err := b.d.peer()
+	return b.d.release(b.ID)
+}
+
+// release drops body id in store.
+func (d *Deliverer) release(id uint64) error {
+	c, err := d.peer()
 	if err != nil {
 		return nil // store restarted: the body is gone with its channel
 	}
-	return c.Notify(&ipc.ReleaseBody{Body: b.ID})
+	return c.Notify(&ipc.ReleaseBody{Body: id})
 }
 
 // Recipient is one recipient of a delivery.
@@ -140,13 +151,20 @@ type Recipient struct {
 	Keywords []string
 }
 
-// Result is the outcome for one recipient.
+// Result is the outcome for one recipient. An address that is an alias
+// delivers to several accounts: State is then the worst of them, and
+// Account, Mailbox and UID are those of the first.
 type Result struct {
 	State   RcptState
 	Account string
 	Mailbox string
 	UID     uint32
 	Text    string
+	// Retry: for an alias delivered to some members and failed
+	// temporarily for others, the member addresses to retry (instead of
+	// the alias, which would deliver twice to the others). Empty
+	// otherwise: then a temporary State means retry Address itself.
+	Retry []string
 }
 
 // Envelope is what a delivery carries besides body and recipients.
@@ -158,21 +176,50 @@ type Envelope struct {
 	Prefix []byte
 }
 
-// Deliver stores body (written and closed) for rcpts and releases it. It
-// returns one result per recipient, after store's commit is durable.
-// Recipients are sent in groups of ipc.MaxRecipients.
+// Deliver stores body (written; Deliver closes the pipe) for rcpts and
+// releases it. It returns one result per recipient, after store's commit is
+// durable. Recipients are sent in groups of ipc.MaxRecipients. On an error
+// the body is released too; ErrDiskFull means nothing was delivered.
 func (d *Deliverer) Deliver(ctx context.Context, body *Body, env Envelope, rcpts []Recipient) ([]Result, error) {
 	body.File.Close()
-	return d.deliver(ctx, body.ID, nil, env, rcpts)
+	res, err := d.deliver(ctx, body.ID, nil, env, rcpts, true)
+	if err != nil {
+		d.release(body.ID)
+	}
+	return res, err
+}
+
+// DeliverKeep is Deliver that keeps store's copy of the body: when some
+// recipients failed temporarily, BodyFile returns a read-only fd of it to
+// hand to queue for a local retry. The caller must Release the body
+// afterwards, also when DeliverKeep fails; store drops it anyway when the
+// channel closes or after 10 minutes.
+func (d *Deliverer) DeliverKeep(ctx context.Context, body *Body, env Envelope, rcpts []Recipient) ([]Result, error) {
+	body.File.Close()
+	return d.deliver(ctx, body.ID, nil, env, rcpts, false)
+}
+
+// BodyFile returns a read-only fd of store's copy of body, which a
+// DeliverKeep delivered (or which is complete), and its size: the message
+// as written into the pipe, without Envelope.Prefix. The caller closes the
+// file; it is store's immutable copy, valid after Release too.
+func (d *Deliverer) BodyFile(ctx context.Context, body *Body) (*os.File, int64, error) {
+	rep, err := call(ctx, d.peer, "body file", &ipc.BodyFile{Body: body.ID})
+	if err != nil {
+		return nil, 0, err
+	}
+	return rep.Files[0], rep.Msg.(*ipc.BodyFileReply).Size, nil
 }
 
 // DeliverFile stores the message in f, a regular file, for rcpts (queue's
 // local deliveries).
 func (d *Deliverer) DeliverFile(ctx context.Context, f *os.File, env Envelope, rcpts []Recipient) ([]Result, error) {
-	return d.deliver(ctx, 0, f, env, rcpts)
+	return d.deliver(ctx, 0, f, env, rcpts, false)
 }
 
-func (d *Deliverer) deliver(ctx context.Context, id uint64, f *os.File, env Envelope, rcpts []Recipient) ([]Result, error) {
+// deliver sends rcpts in groups; with release, the last group releases the
+// body.
+func (d *Deliverer) deliver(ctx context.Context, id uint64, f *os.File, env Envelope, rcpts []Recipient, release bool) ([]Result, error) {
 	var received int64
 	if !env.Received.IsZero() {
 		received = env.Received.UnixNano()
@@ -183,7 +230,7 @@ func (d *Deliverer) deliver(ctx context.Context, id uint64, f *os.File, env Enve
 		m := &ipc.Deliver{
 			Body:     id,
 			File:     f != nil,
-			Release:  end == len(rcpts),
+			Release:  release && end == len(rcpts),
 			MailFrom: env.MailFrom,
 			Received: received,
 			Prefix:   env.Prefix,
@@ -200,7 +247,7 @@ func (d *Deliverer) deliver(ctx context.Context, id uint64, f *os.File, env Enve
 			return results, err
 		}
 		for _, r := range rep.Msg.(*ipc.DeliverResult).Results {
-			results = append(results, Result{State: RcptState(r.State), Account: r.Account, Mailbox: r.Mailbox, UID: r.UID, Text: r.Text})
+			results = append(results, Result{State: RcptState(r.State), Account: r.Account, Mailbox: r.Mailbox, UID: r.UID, Text: r.Text, Retry: r.Retry})
 		}
 		if len(rcpts) == 0 {
 			break

@@ -1,0 +1,226 @@
+package master
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"moxd/internal/config"
+	"moxd/internal/ipc"
+	"moxd/internal/worker"
+)
+
+const sliceConf = `hostname = "mail.example.com"
+localserve = true
+
+[smtp]
+max_message_size = "10M"
+max_recipients = 200
+reject_dmarc = false
+
+[limits]
+trusted_networks = ["192.0.2.0/24"]
+unknown_recipient_delay = "3s"
+
+[store]
+disk_reserve = "1G"
+
+[dns]
+nameservers = ["192.0.2.53"]
+trust_ad = true
+`
+
+const sliceDomains = `[[domain]]
+name = "example.com"
+localpart_separators = ["+"]
+
+[[domain.alias]]
+address = "team@example.com"
+members = ["mjl@example.com", "jo@example.com"]
+members_may_send = true
+
+[[account]]
+name = "mjl"
+addresses = ["mjl@example.com", "postmaster@example.com"]
+max_messages_per_day = 10
+
+[[account.destination]]
+address = "moxd@example.com"
+mailbox = "Lists/moxd"
+
+[[account]]
+name = "jo"
+addresses = ["jo@example.com"]
+quota = "1G"
+`
+
+// loadSliceConfig writes and loads a configuration for slice tests.
+func loadSliceConfig(t *testing.T, conf, domains string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "moxd.conf")
+	// Numeric users, distinct, so the test runs as root and as not.
+	conf = "data_dir = \"" + filepath.Join(dir, "data") + "\"\n" +
+		"users = {keys = \"7001\", store = \"7002\", queue = \"7003\", smtp = \"7004\", submission = \"7005\", imap = \"7006\", web = \"7007\"}\n" + conf
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "domains.conf"), []byte(domains), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// slicesOf computes every role's slice as a worker decodes it.
+func slicesOf(t *testing.T, cfg *config.Config, dns config.DNSSlice) map[ipc.Role]config.Slice {
+	t.Helper()
+	m := &Master{dns: dns}
+	l := map[ipc.Role]config.Slice{}
+	for _, r := range ipc.WorkerRoles() {
+		p := &proc{role: r}
+		m.updateSlice(p, cfg)
+		var s config.Slice
+		if err := worker.DecodeSlice(*p.slice.Load(), &s); err != nil {
+			t.Fatalf("slice of %s: %v", r, err)
+		}
+		l[r] = s
+	}
+	return l
+}
+
+func TestRoleSlices(t *testing.T) {
+	cfg := loadSliceConfig(t, sliceConf, sliceDomains)
+	dns, err := resolverSlice(cfg, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := slicesOf(t, cfg, dns)
+
+	wantDNS := config.DNSSlice{Servers: []string{"192.0.2.53:53"}, TrustAD: true}
+	wantLimits := config.LimitsSlice{
+		TrustedNetworks:       []string{"192.0.2.0/24"},
+		ConnectionsPerMinute:  [3]int{300, 1200, 4800},
+		ConcurrentConnections: [3]int{100, 300, 1000},
+		AuthFailureDelay:      time.Second,
+		UnknownRecipientDelay: 3 * time.Second,
+		MaxAuthFailures:       3,
+	}
+	for _, r := range []ipc.Role{ipc.RoleSMTP, ipc.RoleSubmission} {
+		want := &config.SMTPSlice{
+			Submission:     r == ipc.RoleSubmission,
+			Localserve:     true,
+			DNS:            wantDNS,
+			MaxMessageSize: 10 << 20,
+			MaxRecipients:  200,
+			RequireTLS:     true,
+			RejectDMARC:    false,
+			Limits:         wantLimits,
+		}
+		if got := l[r].SMTP; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s slice\n got %+v\nwant %+v", r, got, want)
+		}
+	}
+
+	domains := []config.AddrDomain{{Name: "example.com", LocalpartSeparators: []string{"+"}, Aliases: []config.AddrAlias{
+		{Address: "team@example.com", Members: []string{"mjl@example.com", "jo@example.com"}, MembersMaySend: true},
+	}}}
+	wantQueue := &config.QueueSlice{
+		Localserve:     true,
+		DNS:            wantDNS,
+		MaxMessageSize: 10 << 20,
+		Postmaster:     "mjl",
+		Domains:        domains,
+		Accounts: []config.QueueAccount{
+			{Name: "mjl", Addresses: []string{"mjl@example.com", "postmaster@example.com", "moxd@example.com"}, MaxMessagesPerDay: 10, MaxFirstTimeRecipientsPerDay: 200},
+			{Name: "jo", Addresses: []string{"jo@example.com"}, MaxMessagesPerDay: 1000, MaxFirstTimeRecipientsPerDay: 200},
+		},
+	}
+	if got := l[ipc.RoleQueue].Queue; !reflect.DeepEqual(got, wantQueue) {
+		t.Errorf("queue slice\n got %+v\nwant %+v", got, wantQueue)
+	}
+
+	wantStore := &config.StoreSlice{
+		Domains: domains,
+		Accounts: []config.StoreAccount{
+			{Name: "mjl", Addresses: []string{"mjl@example.com", "postmaster@example.com"}, Destinations: map[string]string{"moxd@example.com": "Lists/moxd"}},
+			{Name: "jo", Addresses: []string{"jo@example.com"}, Quota: 1 << 30},
+		},
+		MaxMessageSize:  10 << 20,
+		DiskReserve:     1 << 30,
+		FallbackAccount: "mjl", // localserve: every address is accepted.
+	}
+	if got := l[ipc.RoleStore].Store; !reflect.DeepEqual(got, wantStore) {
+		t.Errorf("store slice\n got %+v\nwant %+v", got, wantStore)
+	}
+
+	// Without localserve, store has no fallback.
+	cfg = loadSliceConfig(t, strings.Replace(sliceConf, "localserve = true\n", "", 1), sliceDomains)
+	l = slicesOf(t, cfg, dns)
+	if s := l[ipc.RoleStore].Store; s.FallbackAccount != "" {
+		t.Errorf("fallback account %q without localserve", s.FallbackAccount)
+	}
+	if q := l[ipc.RoleQueue].Queue; q.Localserve || l[ipc.RoleSMTP].SMTP.Localserve {
+		t.Errorf("localserve set without localserve")
+	}
+}
+
+func TestResolverSlice(t *testing.T) {
+	files := map[string]string{
+		"/etc/resolv.conf":  "# comment\nnameserver 10.0.0.53\nnameserver 2001:db8::53\noptions edns0 trust-ad\n",
+		"/etc/plain.conf":   "search example.com\nnameserver 127.0.0.53\n",
+		"/etc/empty.conf":   "search example.com\n",
+		"/etc/garbage.conf": "nameserver localhost\n",
+	}
+	read := func(path string) ([]byte, error) {
+		s, ok := files[path]
+		if !ok {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+		}
+		return []byte(s), nil
+	}
+	tests := []struct {
+		name    string
+		dns     string
+		want    config.DNSSlice
+		wantErr string
+	}{
+		{"resolv.conf", "", config.DNSSlice{Servers: []string{"10.0.0.53:53", "[2001:db8::53]:53"}, TrustAD: true}, ""},
+		{"trust_ad option", "resolv_conf = \"/etc/plain.conf\"\ntrust_ad = true\n", config.DNSSlice{Servers: []string{"127.0.0.53:53"}, TrustAD: true}, ""},
+		{"no trust-ad", "resolv_conf = \"/etc/plain.conf\"\n", config.DNSSlice{Servers: []string{"127.0.0.53:53"}}, ""},
+		{"no nameserver lines", "resolv_conf = \"/etc/empty.conf\"\n", config.DNSSlice{Servers: []string{"127.0.0.1:53"}}, ""},
+		{"nameservers override", "nameservers = [\"192.0.2.1\", \"[2001:db8::1]:5353\"]\nresolv_conf = \"/nonexistent\"\n", config.DNSSlice{Servers: []string{"192.0.2.1:53", "[2001:db8::1]:5353"}}, ""},
+		{"offline", "offline = true\nnameservers = [\"192.0.2.1\"]\nresolv_conf = \"/nonexistent\"\n", config.DNSSlice{Offline: true}, ""},
+		{"missing file", "resolv_conf = \"/nonexistent\"\n", config.DNSSlice{}, "dns.resolv_conf: open /nonexistent: file does not exist (fix the file, set dns.nameservers, or set dns.offline = true to run without DNS)"},
+		{"bad file", "resolv_conf = \"/etc/garbage.conf\"\n", config.DNSSlice{}, "dns.resolv_conf /etc/garbage.conf: resolv.conf line 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := loadSliceConfig(t, "hostname = \"mail.example.com\"\nlocalserve = true\n[dns]\n"+tc.dns, "")
+			got, err := resolverSlice(cfg, read)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), cfg.Path+": ") {
+					t.Fatalf("got %v, want an error naming %s and containing %q", err, cfg.Path, tc.wantErr)
+				}
+				if !errors.Is(err, fs.ErrNotExist) && tc.name == "missing file" {
+					t.Errorf("error does not wrap the cause: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
