@@ -39,6 +39,8 @@ const (
 	CodeExists        uint16 = 8  // the object to create exists already
 	CodeOverQuota     uint16 = 9  // the account's quota would be exceeded
 	CodeStale         uint16 = 10 // the caller's view is outdated (UIDVALIDITY changed): re-read and retry
+	CodeDiskFull      uint16 = 11 // the receiver's file system is below its free-space reserve: try again later
+	CodeLimit         uint16 = 12 // a configured limit is reached (messages per day): wait or raise it
 )
 
 // MaxErrorMessage bounds ErrorReply.Message, in bytes.
@@ -76,6 +78,10 @@ func codeName(c uint16) string {
 		return "over quota"
 	case CodeStale:
 		return "stale"
+	case CodeDiskFull:
+		return "disk full"
+	case CodeLimit:
+		return "limit reached"
 	}
 	return fmt.Sprintf("code %d", c)
 }

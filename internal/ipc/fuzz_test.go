@@ -92,3 +92,6 @@ func FuzzSupervise(f *testing.F) { familyFuzz(f, FamSupervise) }
 func FuzzKeysAdmin(f *testing.F) { familyFuzz(f, FamKeysAdmin, FamAny) }
 func FuzzTLS(f *testing.F)       { familyFuzz(f, FamTLS) }
 func FuzzDKIM(f *testing.F)      { familyFuzz(f, FamDKIM) }
+func FuzzSubmit(f *testing.F)    { familyFuzz(f, FamSubmit, FamAny) }
+func FuzzReports(f *testing.F)   { familyFuzz(f, FamReports) }
+func FuzzRetry(f *testing.F)     { familyFuzz(f, FamRetry) }

@@ -220,8 +220,11 @@ func sampleMessages() []Message {
 		&DeliverResult{Results: []RcptDelivered{
 			{State: RcptOK, Account: "mjl", Mailbox: "INBOX", UID: 7},
 			{State: RcptOverQuota, Account: "other", Text: "account over quota"},
+			{State: RcptFailed, Account: "mjl", Mailbox: "INBOX", UID: 8, Text: "disk full", Retry: []string{"other@example.org", "third@example.org"}},
 		}},
 		&ReleaseBody{Body: 3},
+		&BodyFile{Body: 3},
+		&BodyFileReply{Size: 10240},
 		&SessionOpen{Token: [32]byte{1, 2, 3, 31: 9}},
 		&SessionInfo{Session: 11, Account: "mjl"},
 		&SessionClose{Session: 11},
@@ -270,6 +273,29 @@ func sampleMessages() []Message {
 		&TokenCheck{Token: [32]byte{7, 31: 8}, Issuer: RoleSubmission},
 		&TokenInfo{Account: "mjl", Expires: 1700086400},
 		&TokenRevoke{Token: [32]byte{7, 31: 8}},
+		// submit, reports, localretry
+		&NewSpool{Size: -1},
+		&NewSpool{Size: 4096},
+		&SpoolPipe{Spool: 5, MaxSize: 100 << 20},
+		&AddRecipients{Spool: 5, Recipients: []SubmitRcpt{
+			{Address: "a@example.net"},
+			{Address: "b@example.net", Notify: NotifySuccess | NotifyFailure, ORcpt: "rfc822;b+x2Bb@example.net"},
+		}},
+		&Submit{Token: [32]byte{7, 31: 8}, Spool: 5, MailFrom: "mjl@example.org",
+			Recipients: []SubmitRcpt{{Address: "ø@example.net", Notify: NotifyNever}},
+			RequireTLS: true, SMTPUTF8: true, EightBit: true, Ret: RetHdrs, EnvID: "QQ314159",
+			Prefix: []byte("Received: from client\r\n"), FutureRelease: 1700000000123456789},
+		&Submitted{Message: 77, Recipients: 101},
+		&DMARCEval{PolicyDomain: "example.net", HeaderFrom: "example.net", EnvelopeFrom: "bounces.example.net",
+			EnvelopeTo: "example.org", SourceIP: "2001:db8::25", Time: 1700000000, Disposition: "quarantine",
+			P: "quarantine", SP: "reject", ADKIM: "r", ASPF: "s", Pct: 100, FO: "1", HasRUA: true, Result: "fail",
+			SPFAligned: true, SPFResult: "pass", SPFDomain: "bounces.example.net", SPFScope: "mfrom",
+			DKIM:    []DMARCDKIM{{"example.net", "2025a", "fail"}, {"esp.example", "s1", "pass"}},
+			Reasons: []DMARCReason{{"forwarded", "list"}}},
+		&DMARCEval{PolicyDomain: "example.com", HeaderFrom: "example.com", SourceIP: "192.0.2.1", Disposition: "none",
+			P: "none", Result: "pass", DKIMAligned: true},
+		&LocalRetry{MailFrom: "", Recipients: []string{"mjl@example.org", "other@example.org"},
+			Prefix: []byte("Received: x\r\n"), Received: 1700000000123456789},
 	}
 }
 

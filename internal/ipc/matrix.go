@@ -76,8 +76,13 @@ var matrix = [...]Rule{
 	{RoleSubmission, RoleQueue, FamSubmit, no, yes},
 	{RoleWeb, RoleQueue, FamSubmit, no, yes},
 
-	// smtp gives queue DMARC evaluations for aggregate reports, nothing else.
+	// smtp gives queue DMARC evaluations for aggregate reports.
 	{RoleSMTP, RoleQueue, FamReports, no, no},
+	// smtp hands queue the recipients whose local delivery failed
+	// temporarily while others were committed, with store's read-only copy
+	// of the body. Queue delivers them only locally, through store, never
+	// outbound: this grants smtp nothing it could not already do.
+	{RoleSMTP, RoleQueue, FamRetry, yes, no},
 
 	{RoleWeb, RoleQueue, FamQueueAdmin, no, no},
 

@@ -40,6 +40,9 @@ type ruleCase struct {
 func TestMatrixRules(t *testing.T) {
 	tests := []ruleCase{
 		{RoleSMTP, RoleQueue, FamReports, true, false, false},
+		// Local retries: smtp passes store's copy of the body.
+		{RoleSMTP, RoleQueue, FamRetry, true, true, false},
+		{RoleSubmission, RoleQueue, FamRetry, false, false, false},
 		// The port-25 instance can never submit or administer the queue.
 		{RoleSMTP, RoleQueue, FamSubmit, false, false, false},
 		{RoleSMTP, RoleQueue, FamQueueAdmin, false, false, false},
@@ -130,6 +133,13 @@ func TestAllowed(t *testing.T) {
 		{RoleQueue, RoleKeys, TypeDKIMSign, 0, true},
 		{RoleQueue, RoleKeys, TypeSign, 0, false},
 		{RoleSMTP, RoleQueue, TypeGetCerts, 0, false},
+		{RoleSMTP, RoleQueue, TypeLocalRetry, 1, true},
+		{RoleSMTP, RoleQueue, TypeDMARCEval, 1, false},
+		{RoleSMTP, RoleQueue, TypeSubmit, 0, false}, // the port-25 instance never submits
+		{RoleQueue, RoleSMTP, TypeAck, 0, true},
+		{RoleSubmission, RoleQueue, TypeSubmit, 0, true},
+		{RoleQueue, RoleSubmission, TypeSpoolPipe, 1, true},
+		{RoleSubmission, RoleQueue, TypeLocalRetry, 1, false},
 		// Generic replies go wherever requests came from, without fds.
 		{RoleKeys, RoleSMTP, TypeErrorReply, 0, true},
 		{RoleStore, RoleQueue, TypeErrorReply, 0, true},
@@ -145,11 +155,12 @@ func TestAllowed(t *testing.T) {
 			t.Errorf("Allowed(%s, %s, %s, %d) = %v, want ok %v", tc.from, tc.to, MessageName(tc.t), tc.nfd, err, tc.ok)
 		}
 	}
-	// smtp -> queue carries nothing but reports: no defined request or event
-	// type of another family passes, whatever its fds.
+	// smtp -> queue carries nothing but reports and local retries: no
+	// defined request or event type of another family passes, whatever its
+	// fds; a local retry carries exactly its one file.
 	for _, typ := range MessageTypes() {
 		fam, _ := TypeFamily(typ)
-		if !IsRequest(typ) && !IsEvent(typ) || fam == FamReports {
+		if !IsRequest(typ) && !IsEvent(typ) || fam == FamReports || fam == FamRetry {
 			continue
 		}
 		for nfd := 0; nfd <= MaxFDs; nfd++ {
@@ -195,7 +206,7 @@ func TestWriteMatrixDoc(t *testing.T) {
 			t.Errorf("doc lacks rule %q", prefix)
 		}
 	}
-	if !strings.Contains(doc, "| smtp | queue | reports | no | no | (none yet) | (none yet) |") {
+	if !strings.Contains(doc, "| smtp | queue | reports | no | no | reports.DMARCEval | (none yet) |") {
 		t.Errorf("doc lacks the smtp -> queue reports row:\n%s", doc)
 	}
 }

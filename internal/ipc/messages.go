@@ -110,9 +110,11 @@ const (
 	TypeNewBody       MsgType = 0x0602
 	TypeDeliver       MsgType = 0x0603
 	TypeReleaseBody   MsgType = 0x0604
+	TypeBodyFile      MsgType = 0x0605
 	TypeRcptResult    MsgType = 0x0681
 	TypeBodyPipe      MsgType = 0x0682
 	TypeDeliverResult MsgType = 0x0683
+	TypeBodyFileReply MsgType = 0x0684
 
 	// session: authentication (0x0701-0x071f, 0x0781-0x079f)
 	TypeAuthStart    MsgType = 0x0701
@@ -150,6 +152,14 @@ const (
 	TypeChangesReply   MsgType = 0x07ab
 	TypeSearchResult   MsgType = 0x07ac
 
+	TypeNewSpool      MsgType = 0x0801
+	TypeAddRecipients MsgType = 0x0802
+	TypeSubmit        MsgType = 0x0803
+	TypeSpoolPipe     MsgType = 0x0881
+	TypeSubmitted     MsgType = 0x0883
+
+	TypeDMARCEval MsgType = 0x0901
+
 	TypeMailboxChanged MsgType = 0x0c01
 	TypeResync         MsgType = 0x0c02
 
@@ -170,6 +180,8 @@ const (
 	TypeExportResult      MsgType = 0x0b89
 	TypeBackupResult      MsgType = 0x0b8a
 	TypeLocalDelivered    MsgType = 0x0b8b
+
+	TypeLocalRetry MsgType = 0x0d01
 )
 
 // messageTable is the one place that says what every message type is.
@@ -222,6 +234,8 @@ var messageTable = map[MsgType]msgInfo{
 	TypeDeliver:       {"deliver.Deliver", FamDeliver, kindRequest, func() Message { return new(Deliver) }, TypeDeliverResult},
 	TypeDeliverResult: {"deliver.DeliverResult", FamDeliver, kindReply, func() Message { return new(DeliverResult) }, 0},
 	TypeReleaseBody:   {"deliver.ReleaseBody", FamDeliver, kindEvent, func() Message { return new(ReleaseBody) }, 0},
+	TypeBodyFile:      {"deliver.BodyFile", FamDeliver, kindRequest, func() Message { return new(BodyFile) }, TypeBodyFileReply},
+	TypeBodyFileReply: {"deliver.BodyFileReply", FamDeliver, kindReply, func() Message { return new(BodyFileReply) }, 0},
 
 	// session: authentication
 	TypeAuthStart:    {"session.AuthStart", FamSession, kindRequest, func() Message { return new(AuthStart) }, TypeAuthStep},
@@ -257,6 +271,16 @@ var messageTable = map[MsgType]msgInfo{
 	TypeChangesReply:   {"session.ChangesReply", FamSession, kindReply, func() Message { return new(ChangesReply) }, 0},
 	TypeSearch:         {"session.Search", FamSession, kindRequest, func() Message { return new(Search) }, TypeSearchResult},
 	TypeSearchResult:   {"session.SearchResult", FamSession, kindReply, func() Message { return new(SearchResult) }, 0},
+
+	TypeNewSpool:      {"submit.NewSpool", FamSubmit, kindRequest, func() Message { return new(NewSpool) }, TypeSpoolPipe},
+	TypeSpoolPipe:     {"submit.SpoolPipe", FamSubmit, kindReply, func() Message { return new(SpoolPipe) }, 0},
+	TypeAddRecipients: {"submit.AddRecipients", FamSubmit, kindRequest, func() Message { return new(AddRecipients) }, TypeAck},
+	TypeSubmit:        {"submit.Submit", FamSubmit, kindRequest, func() Message { return new(Submit) }, TypeSubmitted},
+	TypeSubmitted:     {"submit.Submitted", FamSubmit, kindReply, func() Message { return new(Submitted) }, 0},
+
+	TypeDMARCEval: {"reports.DMARCEval", FamReports, kindEvent, func() Message { return new(DMARCEval) }, 0},
+
+	TypeLocalRetry: {"localretry.LocalRetry", FamRetry, kindRequest, func() Message { return new(LocalRetry) }, TypeAck},
 
 	TypeMailboxChanged: {"events.MailboxChanged", FamEvents, kindEvent, func() Message { return new(MailboxChanged) }, 0},
 	TypeResync:         {"events.Resync", FamEvents, kindEvent, func() Message { return new(Resync) }, 0},

@@ -2,11 +2,14 @@ package ipc
 
 // FamDeliver (smtp -> store, queue -> store): deliveries into accounts
 // (DESIGN.md §4). The body travels through a pipe store creates, or, from
-// queue, as a regular-file fd store copies; never through frames.
+// queue, as a regular-file fd store copies; never through frames. For a
+// local retry, smtp gets a read-only fd of store's own copy of a body
+// (BodyFile) to hand to queue.
 
 // Limits of delivery fields.
 const (
 	MaxRecipients  = 32        // recipients in one Deliver; callers split larger lists
+	MaxRetry       = 32        // RcptDelivered.Retry: member addresses to retry
 	MaxPrefix      = 8 * 1024  // Deliver.Prefix: header lines added at delivery
 	MaxReplyText   = 512       // DeliverResult texts
 	MaxBodyDeclare = 1<<40 - 1 // NewBody.Size sanity bound
@@ -162,12 +165,21 @@ func (m *Deliver) Decode(d *Decoder) {
 }
 
 // RcptDelivered is the result for one recipient of a Deliver, in order.
+// An address can deliver to several accounts and mailboxes (an alias);
+// State is then the worst state of them, Account, Mailbox and UID are
+// those of the first.
 type RcptDelivered struct {
 	State   uint8 // RcptOK or a failure state
 	Account string
 	Mailbox string
 	UID     uint32
 	Text    string // what went wrong, for the SMTP reply or the DSN
+	// Retry: when the address is an alias whose delivery succeeded for
+	// some members and failed temporarily for others, the member
+	// addresses that failed, at most MaxRetry: the caller retries only
+	// those (retrying the alias would deliver twice to the others).
+	// Empty otherwise; then a temporary State means retry the address.
+	Retry []string
 }
 
 // DeliverResult answers Deliver, one result per recipient.
@@ -185,6 +197,10 @@ func (m *DeliverResult) Encode(e *Encoder) {
 		e.StringMax(r.Mailbox, MaxMailboxLen)
 		e.Uint32(r.UID)
 		e.StringMax(r.Text, MaxReplyText)
+		e.CountMax(len(r.Retry), MaxRetry)
+		for _, a := range r.Retry {
+			e.StringMax(a, MaxAddressLen)
+		}
 	}
 }
 func (m *DeliverResult) Decode(d *Decoder) {
@@ -196,6 +212,10 @@ func (m *DeliverResult) Decode(d *Decoder) {
 		r.Mailbox = d.StringMax(MaxMailboxLen)
 		r.UID = d.Uint32()
 		r.Text = d.StringMax(MaxReplyText)
+		k := d.Count(MaxRetry)
+		for j := 0; j < k && d.Err() == nil; j++ {
+			r.Retry = append(r.Retry, d.StringMax(MaxAddressLen))
+		}
 		m.Results = append(m.Results, r)
 	}
 }
@@ -210,3 +230,37 @@ func (*ReleaseBody) Type() MsgType       { return TypeReleaseBody }
 func (*ReleaseBody) FDs() int            { return 0 }
 func (m *ReleaseBody) Encode(e *Encoder) { e.Uint64(m.Body) }
 func (m *ReleaseBody) Decode(d *Decoder) { m.Body = d.Uint64() }
+
+// BodyFile asks for a read-only fd of store's copy of a complete body of
+// this channel, one that a Deliver without Release kept: smtp hands it to
+// queue for a local retry of the recipients that failed (DESIGN.md §4),
+// and then sends ReleaseBody. The reply, BodyFileReply, carries the fd.
+type BodyFile struct {
+	Body uint64
+}
+
+func (*BodyFile) Type() MsgType       { return TypeBodyFile }
+func (*BodyFile) FDs() int            { return 0 }
+func (m *BodyFile) Encode(e *Encoder) { e.Uint64(m.Body) }
+func (m *BodyFile) Decode(d *Decoder) { m.Body = d.Uint64() }
+
+// BodyFileReply answers BodyFile: the one fd is the body file, opened
+// read-only, of Size bytes (the message without the delivery prefix).
+type BodyFileReply struct {
+	Size int64
+}
+
+func (*BodyFileReply) Type() MsgType { return TypeBodyFileReply }
+func (*BodyFileReply) FDs() int      { return 1 }
+func (m *BodyFileReply) Encode(e *Encoder) {
+	if m.Size < 0 || m.Size > MaxBodyDeclare {
+		e.Fail("body size %d", m.Size)
+	}
+	e.Int64(m.Size)
+}
+func (m *BodyFileReply) Decode(d *Decoder) {
+	m.Size = d.Int64()
+	if m.Size < 0 || m.Size > MaxBodyDeclare {
+		d.Fail("body size %d", m.Size)
+	}
+}

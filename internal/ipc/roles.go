@@ -107,6 +107,7 @@ const (
 	FamQueueAdmin Family = 10 // web -> queue: queue administration
 	FamStoreAdmin Family = 11 // master -> store: passwords, account removal, import, export, backup, local delivery
 	FamEvents     Family = 12 // store -> imap, web: coalesced mailbox change events
+	FamRetry      Family = 13 // smtp -> queue: local retries of recipients store could not take yet
 )
 
 var familyNames = [...]string{
@@ -123,6 +124,7 @@ var familyNames = [...]string{
 	FamQueueAdmin: "queueadmin",
 	FamStoreAdmin: "storeadmin",
 	FamEvents:     "events",
+	FamRetry:      "localretry",
 }
 
 // String returns the family's short name, used in message names and docs.

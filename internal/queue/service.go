@@ -1,0 +1,232 @@
+package queue
+
+// The IPC service: submissions from submission and web, DMARC evaluations
+// and local retries from smtp. The allow-matrix has already checked that a
+// peer may send the family of each request.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"moxd/internal/addrbook"
+	"moxd/internal/config"
+	"moxd/internal/ipc"
+)
+
+// service is the running queue role.
+type service struct {
+	log     *slog.Logger
+	now     func() time.Time
+	q       *Queue
+	spools  *spools
+	reports *reports
+	retrier *retrier
+
+	settings atomic.Pointer[settings]
+
+	// channel returns the peer role and generation of a connection
+	// (worker.Channel; replaced in tests).
+	channel func(c *ipc.Conn) (ipc.Role, uint64, bool)
+	// storePeer returns the current channel to store.
+	storePeer func() (*ipc.Conn, error)
+
+	submitted atomic.Uint64
+	refused   atomic.Uint64
+	retries   atomic.Uint64
+}
+
+// settings is what the config slice says, in the form the checks use.
+type settings struct {
+	accounts map[string]config.QueueAccount
+	book     senderBook
+	maxSize  int64
+}
+
+// senderBook says which addresses an account may send as (package
+// addrbook, shared with store's delivery rules).
+type senderBook interface {
+	MaySendAs(account, localpart, domain string) bool
+}
+
+func newSettings(s config.QueueSlice) (*settings, error) {
+	st := &settings{accounts: map[string]config.QueueAccount{}, maxSize: s.MaxMessageSize}
+	if st.maxSize <= 0 {
+		st.maxSize = DefaultMaxMessage
+	}
+	var accts []addrbook.Account
+	for _, a := range s.Accounts {
+		st.accounts[a.Name] = a
+		accts = append(accts, addrbook.Account{Name: a.Name, Addresses: a.Addresses})
+	}
+	book, err := addrbook.New(s.Domains, accts)
+	if err != nil {
+		return nil, fmt.Errorf("addresses in the queue's config slice: %w", err)
+	}
+	st.book = book
+	return st, nil
+}
+
+// newService opens the queue in dir with the config slice.
+func newService(dir string, log *slog.Logger, now func() time.Time, slice config.QueueSlice) (*service, error) {
+	st, err := newSettings(slice)
+	if err != nil {
+		return nil, err
+	}
+	q, err := openQueue(dir, log, now)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := openReports(dir, log)
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	sv := &service{
+		log:     log,
+		now:     now,
+		q:       q,
+		spools:  newSpools(log, q.tmpDir, now),
+		reports: rep,
+	}
+	sv.settings.Store(st)
+	sv.retrier = newRetrier(sv)
+	return sv, nil
+}
+
+// configure applies a new config slice.
+func (sv *service) configure(slice config.QueueSlice) error {
+	st, err := newSettings(slice)
+	if err != nil {
+		return err
+	}
+	sv.settings.Store(st)
+	return nil
+}
+
+// run does the background work until ctx ends: local retries, writing
+// DMARC evaluations, expiring spools.
+func (sv *service) run(ctx context.Context) {
+	done := make(chan struct{}, 2)
+	go func() { sv.retrier.run(ctx); done <- struct{}{} }()
+	go func() { sv.reports.run(ctx); done <- struct{}{} }()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			<-done
+			return
+		case <-t.C:
+			now := sv.now()
+			sv.spools.releaseWhere(func(sp *spool) bool { return now.Sub(sp.created) > spoolLifetime })
+		}
+	}
+}
+
+func (sv *service) close() {
+	sv.spools.releaseWhere(func(*spool) bool { return true })
+	sv.reports.close()
+	sv.q.Close()
+}
+
+// serve dispatches one request or event by the family of its message.
+func (sv *service) serve(ctx context.Context, req *ipc.Request) (ipc.Message, []*os.File, error) {
+	role, gen, ok := sv.channel(req.Conn)
+	if !ok {
+		closeFiles(req.Files)
+		return nil, nil, ipc.Errorf(ipc.CodeUnavailable, "channel is being replaced; try again")
+	}
+	ch := channelKey{role, gen}
+	fam, _ := ipc.TypeFamily(req.Msg.Type())
+	switch fam {
+	case ipc.FamSubmit:
+		return sv.serveSubmit(ctx, ch, req)
+	case ipc.FamReports:
+		if m, ok := req.Msg.(*ipc.DMARCEval); ok {
+			sv.reports.add(m)
+		}
+		return nil, nil, nil
+	case ipc.FamRetry:
+		m := req.Msg.(*ipc.LocalRetry)
+		defer closeFiles(req.Files)
+		return sv.localRetry(ctx, m, req.Files[0])
+	}
+	closeFiles(req.Files)
+	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "queue does not serve %s", req.Msg.Type())
+}
+
+// serveSubmit handles FamSubmit from submission and web.
+func (sv *service) serveSubmit(ctx context.Context, ch channelKey, req *ipc.Request) (ipc.Message, []*os.File, error) {
+	switch m := req.Msg.(type) {
+	case *ipc.NewSpool:
+		max := sv.settings.Load().maxSize
+		id, w, err := sv.spools.start(ch, m.Size, max)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &ipc.SpoolPipe{Spool: id, MaxSize: max}, []*os.File{w}, nil
+	case *ipc.AddRecipients:
+		if err := sv.spools.addRecipients(ch, m.Spool, m.Recipients); err != nil {
+			return nil, nil, err
+		}
+		return &ipc.Ack{}, nil, nil
+	case *ipc.Submit:
+		rep, err := sv.submit(ctx, ch, m)
+		if err != nil {
+			sv.refused.Add(1)
+			return nil, nil, err
+		}
+		sv.submitted.Add(1)
+		return rep, nil, nil
+	}
+	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "unexpected %s", req.Msg.Type())
+}
+
+// channelClosed drops the spools of a closed channel.
+func (sv *service) channelClosed(role ipc.Role, gen uint64) {
+	ch := channelKey{role, gen}
+	sv.spools.releaseWhere(func(sp *spool) bool { return sp.owner == ch })
+}
+
+func (sv *service) counters() []ipc.Counter {
+	return []ipc.Counter{
+		{Name: "messages_queued", Value: uint64(max(0, sv.q.messages.Load()))},
+		{Name: "recipients_queued", Value: uint64(max(0, sv.q.recipients.Load()))},
+		{Name: "spools_pending", Value: uint64(sv.spools.count())},
+		{Name: "submissions_accepted", Value: sv.submitted.Load()},
+		{Name: "submissions_refused", Value: sv.refused.Load()},
+		{Name: "local_retries_accepted", Value: sv.retries.Load()},
+		{Name: "local_deliveries", Value: sv.retrier.delivered.Load()},
+		{Name: "local_failures", Value: sv.retrier.failed.Load()},
+		{Name: "dmarc_evaluations_stored", Value: sv.reports.stored.Load()},
+		{Name: "dmarc_evaluations_dropped", Value: sv.reports.dropped.Load()},
+	}
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// remoteError turns an internal error into the reply's error: refusals
+// with their codes keep them, anything else is a temporary failure.
+func remoteError(what string, err error) error {
+	var re *ipc.RemoteError
+	if errors.As(err, &re) {
+		return re
+	}
+	var le *LimitError
+	if errors.As(err, &le) {
+		return ipc.Errorf(ipc.CodeLimit, "%s", le.msg)
+	}
+	return ipc.Errorf(ipc.CodeFailed, "%s: %v; try again later", what, err)
+}

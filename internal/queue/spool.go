@@ -1,0 +1,345 @@
+package queue
+
+// Spooling (DESIGN.md §4): a submitting role gets a pipe per message and
+// writes the message into it; queue copies what arrives into a file it
+// created itself in tmp/, stopping at the declared size or the limit. A
+// spool belongs to the channel that asked for it; it is removed by its
+// Submit, when that channel closes, or after spoolLifetime. A sender can
+// spoil only its own message.
+//
+// Local retries bring a regular file instead (store's copy of a body):
+// copyRegularFile accepts it only if fstat says regular file within the
+// limit, and reads it with pread for exactly that size.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"moxd/internal/ipc"
+)
+
+const (
+	// spoolLifetime bounds how long a spool waits for its Submit.
+	spoolLifetime = 10 * time.Minute
+	// spoolReadTimeout bounds the transfer of one message through its
+	// pipe, and the copy of a local retry's file.
+	spoolReadTimeout = 10 * time.Minute
+	// DefaultMaxMessage is the size limit when the config gives none.
+	DefaultMaxMessage = 100 << 20
+	// maxMessageRecipients bounds the recipients of one submission.
+	maxMessageRecipients = 10000
+	copyChunk            = 256 << 10
+)
+
+// errBadMessage marks a message whose transfer failed: short, long, or
+// not a regular file. The text says which.
+var errBadMessage = errors.New("message not received")
+
+// channelKey identifies one channel from a peer: role and generation.
+type channelKey struct {
+	role ipc.Role
+	gen  uint64
+}
+
+// spool is one message being received or received.
+type spool struct {
+	id      uint64
+	owner   channelKey
+	created time.Time
+	done    chan struct{} // closed when path or err is set
+	path    string
+	size    int64
+	err     error
+	// Guarded by spools.mu: recipients from AddRecipients, and whether
+	// a Submit took the spool out of the registry.
+	rcpts []ipc.SubmitRcpt
+	taken bool
+}
+
+// spools is the registry of spools.
+type spools struct {
+	log    *slog.Logger
+	tmpDir string
+	now    func() time.Time
+
+	nextID atomic.Uint64
+	mu     sync.Mutex
+	m      map[uint64]*spool
+}
+
+func newSpools(log *slog.Logger, tmpDir string, now func() time.Time) *spools {
+	return &spools{log: log, tmpDir: tmpDir, now: now, m: map[uint64]*spool{}}
+}
+
+// start creates a pipe for a message of size bytes (-1: to end of file)
+// of at most max bytes and returns the spool id and the write end.
+func (s *spools) start(owner channelKey, size, max int64) (uint64, *os.File, error) {
+	if size > max {
+		return 0, nil, ipc.Errorf(ipc.CodeBadRequest, "message of %d bytes exceeds the limit of %d bytes", size, max)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, nil, fmt.Errorf("create spool pipe: %w", err)
+	}
+	sp := &spool{id: s.nextID.Add(1), owner: owner, created: s.now(), done: make(chan struct{})}
+	s.mu.Lock()
+	s.m[sp.id] = sp
+	s.mu.Unlock()
+	go func() {
+		defer r.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), spoolReadTimeout)
+		defer cancel()
+		path, n, err := copyFromReader(ctx, s.tmpDir, r, size, max)
+		s.mu.Lock()
+		_, live := s.m[sp.id]
+		live = live || sp.taken
+		s.mu.Unlock()
+		if err == nil && !live {
+			// Dropped while it was still being received.
+			os.Remove(path)
+			err = errors.New("spool dropped")
+		}
+		sp.path, sp.size, sp.err = path, n, err
+		close(sp.done)
+		if err != nil {
+			s.log.Debug("spooled message not received", "spool", sp.id, "err", err)
+		}
+	}()
+	return sp.id, w, nil
+}
+
+// addRecipients appends recipients to spool id of owner.
+func (s *spools) addRecipients(owner channelKey, id uint64, rcpts []ipc.SubmitRcpt) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.m[id]
+	if sp == nil || sp.owner != owner {
+		return ipc.Errorf(ipc.CodeNotFound, "no spooled message %d on this channel (it expired, was submitted, or belongs to another connection); start the message again", id)
+	}
+	if len(sp.rcpts)+len(rcpts) > maxMessageRecipients {
+		return ipc.Errorf(ipc.CodeBadRequest, "more than %d recipients for one message; send it in several messages", maxMessageRecipients)
+	}
+	sp.rcpts = append(sp.rcpts, rcpts...)
+	return nil
+}
+
+// take removes spool id of owner from the registry for its Submit, which
+// then owns it: it waits for the message with wait and removes the file
+// with discard.
+func (s *spools) take(owner channelKey, id uint64) (*spool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.m[id]
+	if sp == nil || sp.owner != owner {
+		return nil, ipc.Errorf(ipc.CodeNotFound, "no spooled message %d on this channel (it expired, was submitted, or belongs to another connection); start the message again", id)
+	}
+	delete(s.m, id)
+	sp.taken = true
+	return sp, nil
+}
+
+// wait waits until the message is complete.
+func (sp *spool) wait(ctx context.Context) error {
+	select {
+	case <-sp.done:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the message: %w", ctx.Err())
+	}
+	if sp.err != nil {
+		return ipc.Errorf(ipc.CodeBadRequest, "message: %v", sp.err)
+	}
+	return nil
+}
+
+// discard deletes the spool's file once it is complete.
+func (sp *spool) discard() {
+	<-sp.done
+	if sp.err == nil {
+		os.Remove(sp.path)
+	}
+}
+
+// releaseWhere deletes every spool match selects: those of a closed
+// channel, or those older than spoolLifetime.
+func (s *spools) releaseWhere(match func(sp *spool) bool) {
+	s.mu.Lock()
+	var l []*spool
+	for id, sp := range s.m {
+		if match(sp) {
+			l = append(l, sp)
+			delete(s.m, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, sp := range l {
+		go sp.discard()
+	}
+}
+
+func (s *spools) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// createTemp creates a new file in tmpDir that nobody else can have opened
+// (O_EXCL|O_NOFOLLOW, mode 0600). $TMPDIR is never used.
+func createTemp(tmpDir, kind string) (*os.File, error) {
+	for range 10 {
+		var rnd [12]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(tmpDir, kind+"-"+hex.EncodeToString(rnd[:]))
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("create queue file: %w", err)
+		}
+		return f, nil
+	}
+	return nil, errors.New("create queue file: no free name found")
+}
+
+// copyFromReader copies a message from r (a pipe from a peer) into a new
+// file in tmpDir and returns its path and size. With size >= 0 exactly
+// size bytes must arrive, followed by end of file; with size < 0
+// everything up to end of file is taken, at most max bytes. The file is
+// not synced: the submission writes the final file from it.
+func copyFromReader(ctx context.Context, tmpDir string, r *os.File, size, max int64) (string, int64, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		r.SetReadDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { r.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	f, err := createTemp(tmpDir, "spool")
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := func() (int64, error) {
+		limit := max
+		if size >= 0 {
+			limit = size
+		}
+		buf := make([]byte, copyChunk)
+		var n int64
+		for {
+			want := int64(len(buf))
+			if limit-n+1 < want {
+				want = limit - n + 1 // one byte more detects excess data
+			}
+			m, err := r.Read(buf[:want])
+			if int64(m) > limit-n {
+				if size >= 0 {
+					return n, fmt.Errorf("%w: more than the declared %d bytes", errBadMessage, size)
+				}
+				return n, fmt.Errorf("%w: larger than the limit of %d bytes", errBadMessage, max)
+			}
+			if m > 0 {
+				if _, werr := f.Write(buf[:m]); werr != nil {
+					return n, fmt.Errorf("write spool file: %w", werr)
+				}
+				n += int64(m)
+			}
+			if err == io.EOF {
+				break
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				return n, fmt.Errorf("%w: %d bytes received before the deadline", errBadMessage, n)
+			} else if err != nil {
+				return n, fmt.Errorf("%w: read: %v", errBadMessage, err)
+			}
+		}
+		if size >= 0 && n != size {
+			return n, fmt.Errorf("%w: %d bytes received, %d declared", errBadMessage, n, size)
+		}
+		return n, nil
+	}()
+	if err == nil {
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return f.Name(), n, nil
+}
+
+// copyRegularFile writes prefix and then the content of src, a file
+// received from a peer, into a new fsynced file in tmpDir, and returns its
+// path and size. src must be a regular file of at most max bytes (FIFOs,
+// sockets, devices and directories are refused without a read); it is
+// read with pread for exactly its size, never mmapped, and refused if its
+// size or modification time changed meanwhile.
+func copyRegularFile(ctx context.Context, tmpDir string, prefix []byte, src *os.File, max int64) (string, int64, error) {
+	before, err := src.Stat()
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: stat: %v", errBadMessage, err)
+	}
+	if !before.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("%w: not a regular file (%v)", errBadMessage, before.Mode().Type())
+	}
+	size := before.Size()
+	if size > max {
+		return "", 0, fmt.Errorf("%w: %d bytes, limit %d", errBadMessage, size, max)
+	}
+	f, err := createTemp(tmpDir, "file")
+	if err != nil {
+		return "", 0, err
+	}
+	err = func() error {
+		if _, err := f.Write(prefix); err != nil {
+			return fmt.Errorf("write queue file: %w", err)
+		}
+		buf := make([]byte, copyChunk)
+		var off int64
+		for off < size {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("%w: reading stopped: %v", errBadMessage, err)
+			}
+			m, err := src.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+			if m > 0 {
+				if _, werr := f.Write(buf[:m]); werr != nil {
+					return fmt.Errorf("write queue file: %w", werr)
+				}
+				off += int64(m)
+			}
+			if err == io.EOF && off < size {
+				return fmt.Errorf("%w: file shrank while it was read", errBadMessage)
+			} else if err != nil && err != io.EOF {
+				return fmt.Errorf("%w: read: %v", errBadMessage, err)
+			}
+		}
+		after, err := src.Stat()
+		if err != nil {
+			return fmt.Errorf("%w: stat: %v", errBadMessage, err)
+		}
+		if after.Size() != size || !after.ModTime().Equal(before.ModTime()) {
+			return fmt.Errorf("%w: file changed while it was read; send it again once it is complete", errBadMessage)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync queue file: %w", err)
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return f.Name(), int64(len(prefix)) + size, nil
+}
