@@ -140,6 +140,11 @@ type confOptions struct {
 	keep       bool   // do not remove the directory when the test ends (shared instance)
 	dataDir    string // relative to the config dir; default "data"
 	tlsExtra   string // appended after the [tls] table, e.g. [[tls.certificate]]
+	// dns is the [dns] table's body; default "offline = true": no test
+	// uses the machine's resolver (DESIGN.md §11).
+	dns string
+	// extra is appended at the end of moxd.conf (more tables).
+	extra string
 }
 
 // writeConfig writes moxd.conf and domains.conf into a new directory that
@@ -182,6 +187,12 @@ func writeConfig(t *testing.T, o confOptions) (dir, conf string) {
 	}
 	b.WriteString("\n[tls]\nlocal_ca = true\n")
 	b.WriteString(o.tlsExtra)
+	dnsConf := o.dns
+	if dnsConf == "" {
+		dnsConf = "offline = true\n"
+	}
+	b.WriteString("\n[dns]\n" + dnsConf)
+	b.WriteString(o.extra)
 	conf = filepath.Join(dir, "moxd.conf")
 	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 // runs after every test that uses the instance (go test runs tests in file
 // name order, then source order).
 func TestZZStopShared(t *testing.T) {
+	stopMailSuite(t)
 	if shared == nil {
 		t.Skip("shared instance never started")
 	}

@@ -231,9 +231,33 @@ func recordString(s string) string {
 }
 
 // submitPrefixFields are the fields a submitting role may put before the
-// message: its trace field. Anything else (a second From, say) would
-// change what the checks saw.
-var submitPrefixFields = []string{"Received"}
+// message: its trace field, and the Message-ID and Date a message without
+// them gets (RFC 6409 §8.3, §8.4; submit checks the message really lacks
+// them). Anything else (a second From, say) would change what the checks
+// saw.
+var submitPrefixFields = []string{"Received", "Message-ID", "Date"}
+
+// prefixField returns the value of the first field called name in header
+// lines a peer computed (checked by checkPrefix), unfolded and trimmed,
+// and whether it is there.
+func prefixField(prefix []byte, name string) (string, bool) {
+	lines := bytes.Split(bytes.TrimSuffix(prefix, []byte("\r\n")), []byte("\r\n"))
+	for i, line := range lines {
+		n, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !strings.EqualFold(string(n), name) || len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			continue
+		}
+		val := string(v)
+		for _, c := range lines[i+1:] {
+			if len(c) == 0 || c[0] != ' ' && c[0] != '\t' {
+				break
+			}
+			val += string(c)
+		}
+		return strings.TrimSpace(val), true
+	}
+	return "", false
+}
 
 // checkPrefix checks header lines a peer computed: complete CRLF-ended
 // lines, each a field or the continuation of one, and with allowed set

@@ -133,6 +133,19 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 	if err != nil {
 		return nil, headerError(err)
 	}
+	messageID := h.first("Message-ID")
+	for _, name := range []string{"Message-ID", "Date"} {
+		v, added := prefixField(m.Prefix, name)
+		if !added {
+			continue
+		}
+		if h.first(name) != "" {
+			return nil, ipc.Errorf(ipc.CodeBadRequest, "the message has a %s header, and the submitting server added another", name)
+		}
+		if name == "Message-ID" {
+			messageID = v
+		}
+	}
 	msg := Message{
 		Account:   account,
 		MailFrom:  m.MailFrom,
@@ -141,7 +154,7 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 		Ret:       m.Ret,
 		EnvID:     m.EnvID,
 		Extra:     extra,
-		MessageID: recordString(h.first("Message-ID")),
+		MessageID: recordString(messageID),
 		Subject:   recordString(h.first("Subject")),
 	}
 	switch {

@@ -171,6 +171,20 @@ func TestSubmitSender(t *testing.T) {
 	env.Prefix = []byte("Received: by x\r\nFrom: ceo@bank.example\r\n")
 	_, err := submit(ctx, s, env, testMessage("mjl@example.org"), "you@example.net")
 	wantError(t, err, queueclient.ErrBadRequest, "From", "may not be added")
+
+	// A Message-ID and Date the message lacks may be added; when the
+	// message has them, a second one is refused.
+	env.Prefix = []byte("Received: by x\r\nMessage-ID: <added@example.org>\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n")
+	id, err := submit(ctx, s, env, "From: mjl@example.org\r\nSubject: x\r\n\r\nbody\r\n", "you@example.net")
+	if err != nil {
+		t.Fatalf("submit with added Message-ID: %v", err)
+	}
+	msg, _, err := tq.sv.q.loadMessage(id)
+	if err != nil || msg.MessageID != "<added@example.org>" {
+		t.Fatalf("recorded message-id %q, %v, want the added one", msg.MessageID, err)
+	}
+	_, err = submit(ctx, s, env, "From: mjl@example.org\r\nMessage-ID: <own@example.org>\r\n\r\nbody\r\n", "you@example.net")
+	wantError(t, err, queueclient.ErrBadRequest, "Message-ID")
 }
 
 // TestSubmitToken is the "submission worker bypassed" case: a Submit

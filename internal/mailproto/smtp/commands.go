@@ -29,7 +29,10 @@ var inTransaction = statesOf(stateMail, stateRcpt)
 var commands = map[string]command{
 	"EHLO":     {anyState, (*conn).cmdEHLO},
 	"HELO":     {anyState, (*conn).cmdHELO},
-	"STARTTLS": {statesOf(stateReady), (*conn).cmdSTARTTLS},
+	// RFC 3207 has the client learn STARTTLS from EHLO, but some clients
+	// (GNU gsasl) start TLS right after the greeting; the session is reset
+	// by the handshake anyway, so nothing is gained by refusing them.
+	"STARTTLS": {statesOf(stateInit, stateReady), (*conn).cmdSTARTTLS},
 	"AUTH":     {statesOf(stateReady), (*conn).cmdAUTH},
 	"MAIL":     {statesOf(stateReady), (*conn).cmdMAIL},
 	"RCPT":     {inTransaction, (*conn).cmdRCPT},
@@ -83,10 +86,6 @@ func isVerb(s string) bool {
 // allow it (RFC 5321 §4.1.4, §4.3.2: 503).
 func (c *conn) sequenceError(verb string) *Reply {
 	if c.state == stateInit {
-		if verb == "STARTTLS" {
-			// RFC 3207 §4: STARTTLS is an extension, learned from EHLO.
-			return errorReply(503, "5.5.1", "send EHLO first")
-		}
 		return errorReply(503, "5.5.1", "send EHLO or HELO first")
 	}
 	switch verb {

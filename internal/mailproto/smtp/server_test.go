@@ -138,7 +138,7 @@ func TestVerbsInEveryState(t *testing.T) {
 	}{
 		{"EHLO client.example", map[string]string{"init": "250", "ready": "250", "ready-helo": "250", "tls-init": "250", "tls-ready": "250"}},
 		{"HELO client.example", map[string]string{"init": "250", "ready": "250", "ready-helo": "250", "tls-init": "250", "tls-ready": "250"}},
-		{"STARTTLS", map[string]string{"init": "503 5.5.1", "ready": "502 5.5.1", "ready-helo": "502 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "503 5.5.1"}},
+		{"STARTTLS", map[string]string{"init": "502 5.5.1", "ready": "502 5.5.1", "ready-helo": "502 5.5.1", "tls-init": "503 5.5.1", "tls-ready": "503 5.5.1"}},
 		{"NOOP", map[string]string{"init": "250 2.0.0", "ready": "250 2.0.0", "ready-helo": "250 2.0.0", "tls-init": "250 2.0.0", "tls-ready": "250 2.0.0"}},
 		{"NOOP anything", map[string]string{"init": "250 2.0.0", "ready": "250 2.0.0", "ready-helo": "250 2.0.0", "tls-init": "250 2.0.0", "tls-ready": "250 2.0.0"}},
 		{"RSET", map[string]string{"init": "250 2.0.0", "ready": "250 2.0.0", "ready-helo": "250 2.0.0", "tls-init": "250 2.0.0", "tls-ready": "250 2.0.0"}},
@@ -218,7 +218,6 @@ func TestSTARTTLS(t *testing.T) {
 	log, logBuf := testLogger()
 	s := startSession(t, Config{TLSConfig: serverTLS, Log: log, ConnID: 42})
 	s.reply()
-	s.expect("STARTTLS", "503 5.5.1 send EHLO first")
 	s.expect("EHLO client.example", "250")
 	s.expect("STARTTLS now", "501 5.5.4")
 	if got := s.cmd("STARTTLS"); got != "220 2.0.0 ready to start TLS" {
@@ -245,6 +244,19 @@ func TestSTARTTLS(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
 	}
+}
+
+// TestSTARTTLSBeforeEHLO: a client starting TLS right after the greeting
+// (as GNU gsasl does) is served; EHLO follows inside TLS.
+func TestSTARTTLSBeforeEHLO(t *testing.T) {
+	serverTLS, clientTLS := testTLS(t)
+	s := startSession(t, Config{TLSConfig: serverTLS})
+	s.reply()
+	s.expect("STARTTLS", "220 2.0.0")
+	s.startTLS(clientTLS)
+	s.expect("MAIL FROM:<a@example.org>", "503 5.5.1 send EHLO or HELO first")
+	s.expect("EHLO client.example", "250")
+	s.expect("STARTTLS", "503 5.5.1")
 }
 
 func TestSTARTTLSPipelinedInjection(t *testing.T) {
