@@ -27,8 +27,8 @@ var inTransaction = statesOf(stateMail, stateRcpt)
 
 // commands maps an upper-case verb to its command. Read-only.
 var commands = map[string]command{
-	"EHLO":     {anyState, (*conn).cmdEHLO},
-	"HELO":     {anyState, (*conn).cmdHELO},
+	"EHLO": {anyState, (*conn).cmdEHLO},
+	"HELO": {anyState, (*conn).cmdHELO},
 	// RFC 3207 has the client learn STARTTLS from EHLO, but some clients
 	// (GNU gsasl) start TLS right after the greeting; the session is reset
 	// by the handshake anyway, so nothing is gained by refusing them.
