@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"moxd/internal/config"
+	"moxd/internal/ctl"
 )
 
 const localserveUsage = `usage: moxd-master localserve [-v] [-dir dir] [-ip address] [-port-offset n]
@@ -68,9 +70,24 @@ func localserveMain(args []string, stderr io.Writer) int {
 	}
 	out := NewStderrOutput(stderr)
 	return runForeground(path, *verbose, out, func(s Snapshot) {
+		if created {
+			// The documented test password, set through the control
+			// socket like "moxctl account password" would.
+			req := ctl.Request{Cmd: "account password", Args: []string{LocalserveAccount}, Secret: LocalservePassword}
+			if err := ctl.Do(s.ControlSocket, req, nil, 30*time.Second); err != nil {
+				fmt.Fprintf(stderr, "moxd-master localserve: setting the password of account %s: %v\n", LocalserveAccount, err)
+			}
+		}
 		fmt.Fprint(stderr, localserveBanner(path, s))
 	})
 }
+
+// The account localserve creates, and the password it gets on the first
+// run.
+const (
+	LocalserveAccount  = "mox"
+	LocalservePassword = "moxmoxmox"
+)
 
 func localserveBanner(path string, s Snapshot) string {
 	var b strings.Builder
@@ -80,8 +97,10 @@ func localserveBanner(path string, s Snapshot) string {
 			fmt.Fprintf(&b, "  %-12s %-22s (role %s)\n", l.Kind, l.Addr, r.Role)
 		}
 	}
-	fmt.Fprintf(&b, "\n  This build greets and does TLS on smtp/submission; IMAP and web answer that they are not available yet.\n")
-	fmt.Fprintf(&b, "  Account: mox@localhost, password moxmoxmox (used once authentication is built).\n")
+	fmt.Fprintf(&b, "\n  smtp accepts mail for any address (unknown ones go to mox@localhost); local parts ending in\n")
+	fmt.Fprintf(&b, "  temperror, permerror, a 4xx/5xx code or timeout simulate failures (see README).\n")
+	fmt.Fprintf(&b, "  submission: AUTH as mox@localhost, password %s; messages are queued (outgoing delivery is\n", LocalservePassword)
+	fmt.Fprintf(&b, "  not built yet). IMAP and web answer that they are not available yet.\n")
 	if s.LocalCA != "" {
 		fmt.Fprintf(&b, "  TLS: certificates from a private CA; trust %s, e.g.\n", s.LocalCA)
 		for _, r := range s.Status.Roles {
