@@ -123,3 +123,28 @@ func FuzzParsePath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParams checks the ESMTP parameter and xtext parsers on any input:
+// no panic, and accepted keywords are upper-cased and unique.
+func FuzzParams(f *testing.F) {
+	for _, s := range []string{" SIZE=10 BODY=8BITMIME", " NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+2Bb@example.org", " ENVID=QQ+2B+3D", " AUTH=<>", "  SMTPUTF8", " x=ü", " =", " A=B=C"} {
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, utf8OK bool) {
+		l, err := parseParams(s, utf8OK)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, p := range l {
+			if p.key != strings.ToUpper(p.key) || seen[p.key] || !isKeyword(p.key) {
+				t.Fatalf("%q: bad key %q", s, p.key)
+			}
+			seen[p.key] = true
+			if p.set {
+				decodeXtext(p.value)
+				parseNotify(p.value)
+			}
+		}
+	})
+}
