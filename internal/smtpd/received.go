@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"moxd/internal/mailproto/headerfield"
 )
 
 // Trace headers smtpd puts in front of a message: Received (RFC 5321
@@ -81,28 +83,7 @@ func (ri receivedInfo) header() string {
 	}
 	tok[len(tok)-1] += ";"
 	tok = append(tok, ri.Time.Format(time.RFC1123Z))
-	return foldHeader("Received:", tok)
-}
-
-// foldHeader joins a field name and tokens into a header field, folding
-// lines before 78 columns where a token would not fit (RFC 5322 §2.2.3).
-func foldHeader(name string, tokens []string) string {
-	var b strings.Builder
-	b.WriteString(name)
-	col := len(name)
-	for _, t := range tokens {
-		if col+1+len(t) > 78 && col > 1 {
-			b.WriteString("\r\n\t")
-			col = 1
-		} else {
-			b.WriteByte(' ')
-			col++
-		}
-		b.WriteString(t)
-		col += len(t)
-	}
-	b.WriteString("\r\n")
-	return b.String()
+	return headerfield.Fold("Received", tok)
 }
 
 // headerSafe replaces characters that would break a header field or a

@@ -16,6 +16,7 @@ package authres
 
 import (
 	"fmt"
+	"moxd/internal/mailproto/headerfield"
 	"net/netip"
 	"strings"
 
@@ -48,9 +49,6 @@ type Prop struct {
 	Comment string
 }
 
-// maxLine is the line length the header is folded at (RFC 5322 §2.1.1).
-const maxLine = 78
-
 // maxText bounds reasons and comments taken from error messages.
 const maxText = 200
 
@@ -62,33 +60,19 @@ const maxText = 200
 func Header(authservID string, methods []Method) string {
 	id := formatValue(authservID)
 	if len(methods) == 0 {
-		return "Authentication-Results: " + id + "; none\r\n"
+		return headerfield.Fold("Authentication-Results", []string{id + ";", "none"})
 	}
-	var b strings.Builder
-	b.WriteString("Authentication-Results: " + id + ";")
+	h := headerfield.New("Authentication-Results")
+	h.Add(id + ";")
 	for i, m := range methods {
 		toks := m.tokens()
 		if i < len(methods)-1 {
 			toks[len(toks)-1] += ";"
 		}
-		b.WriteString("\r\n\t")
-		n := 1
-		for j, t := range toks {
-			if j > 0 {
-				if n+1+len(t) > maxLine {
-					b.WriteString("\r\n\t")
-					n = 1
-				} else {
-					b.WriteByte(' ')
-					n++
-				}
-			}
-			b.WriteString(t)
-			n += len(t)
-		}
+		h.Break()
+		h.Add(toks...)
 	}
-	b.WriteString("\r\n")
-	return b.String()
+	return h.String()
 }
 
 // tokens returns the parts of a resinfo between which it may be folded.
@@ -99,7 +83,7 @@ func (m Method) tokens() []string {
 		// The quoted string is split at its spaces too: a fold there is
 		// FWS inside the quoted-string (RFC 5322 §3.2.4), so a long reason
 		// folds like the rest (the space becomes the continuation tab).
-		words := strings.Split(quote(cleanText(m.Reason)), " ")
+		words := strings.Split(headerfield.Quote(cleanText(m.Reason)), " ")
 		words[0] = "reason=" + words[0]
 		toks = append(toks, words...)
 	}
@@ -174,7 +158,7 @@ func formatValue(s string) string {
 	if isToken(s) {
 		return s
 	}
-	return quote(s)
+	return headerfield.Quote(s)
 }
 
 // formatPvalue renders pvalue = [CFWS] ( value / [ [ local-part ] "@" ]
@@ -184,31 +168,10 @@ func formatPvalue(s string) string {
 	if isToken(s) {
 		return s
 	}
-	if i := strings.LastIndexByte(s, '@'); i >= 0 && (i == 0 || isDotAtom(s[:i])) && isDomainName(s[i+1:]) {
+	if i := strings.LastIndexByte(s, '@'); i >= 0 && (i == 0 || headerfield.IsDotAtom(s[:i])) && isDomainName(s[i+1:]) {
 		return s
 	}
-	return quote(s)
-}
-
-func isAtext(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
-}
-
-// isDotAtom reports whether s is an ASCII dot-atom-text (RFC 5322 §3.2.3).
-func isDotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] != '.' && !isAtext(s[i]) {
-			return false
-		}
-	}
-	return true
+	return headerfield.Quote(s)
 }
 
 // isDomainName reports whether s is an ASCII domain name of letters,
@@ -224,27 +187,6 @@ func isDomainName(s string) bool {
 		}
 	}
 	return true
-}
-
-// quote renders s as a quoted-string (RFC 5322 §3.2.4). Control
-// characters and invalid UTF-8 become "?"; other UTF-8 is kept (RFC 6532
-// §3.2), which only happens for internationalized addresses and domains.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range strings.ToValidUTF8(s, "?") {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			b.WriteByte('?')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 // errReason returns the text of err for a reason, without the "dkim: "

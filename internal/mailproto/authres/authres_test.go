@@ -2,6 +2,7 @@ package authres
 
 import (
 	"errors"
+	"moxd/internal/mailproto/headerfield"
 	"net/netip"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func checkFolding(t *testing.T, h string) {
 		if strings.ContainsAny(l, "\r\n") {
 			t.Errorf("bare CR or LF in %q", l)
 		}
-		if len(l) > maxLine {
+		if len(l) > headerfield.MaxLine {
 			t.Errorf("line %q is %d long", l, len(l))
 		}
 		if i > 0 && !strings.HasPrefix(l, "\t") {

@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+
+	"moxd/internal/mailproto/headerfield"
 )
 
 // Path is an SMTP reverse-path or forward-path (RFC 5321 §4.1.2): a mailbox,
@@ -268,21 +270,12 @@ func isDotString(s string, utf8OK bool) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c == '.' || isAtext(c) || c >= utf8.RuneSelf && utf8OK {
+		if c == '.' || headerfield.IsAtext(c) || c >= utf8.RuneSelf && utf8OK {
 			continue
 		}
 		return false
 	}
 	return true
-}
-
-// isAtext reports whether c is an RFC 5322 §3.2.3 atext character.
-func isAtext(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
 // quoteLocalpart returns lp as a Quoted-string.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"moxd/internal/mailproto/headerfield"
 	"net"
 	"net/netip"
 	"strings"
@@ -290,7 +291,7 @@ func checkFolding(t *testing.T, h string) {
 		if strings.ContainsAny(l, "\r\n") {
 			t.Errorf("bare CR or LF in line %q", l)
 		}
-		if len(l) > maxLine {
+		if len(l) > headerfield.MaxLine {
 			t.Errorf("line %q is %d long", l, len(l))
 		}
 		if i > 0 && (l == "" || (l[0] != '\t' && l[0] != ' ')) {
