@@ -150,6 +150,9 @@ type StoreSlice struct {
 	// FallbackAccount receives mail for every address that resolves to
 	// nothing, at any domain (localserve).
 	FallbackAccount string `json:"fallback_account,omitempty"`
+	// Postmaster is the account the bare recipient "<postmaster>" (no
+	// domain, RFC 5321 §4.1.1.3) is delivered to.
+	Postmaster string `json:"postmaster,omitempty"`
 }
 
 // StoreAccount is one configured account.

@@ -460,6 +460,7 @@ func storeSlice(cfg *config.Config) *config.StoreSlice {
 		Accounts:       []config.StoreAccount{},
 		MaxMessageSize: cfg.Static.MaxMessageBytes(),
 		DiskReserve:    cfg.Static.DiskReserveBytes(),
+		Postmaster:     cfg.Dynamic.Postmaster(cfg.Static.Hostname),
 	}
 	for _, a := range cfg.Dynamic.Accounts {
 		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes(), Destinations: a.DestinationMap()})

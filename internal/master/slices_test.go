@@ -157,6 +157,7 @@ func TestRoleSlices(t *testing.T) {
 		MaxMessageSize:  10 << 20,
 		DiskReserve:     1 << 30,
 		FallbackAccount: "mjl", // localserve: every address is accepted.
+		Postmaster:      "mjl",
 	}
 	if got := l[ipc.RoleStore].Store; !reflect.DeepEqual(got, wantStore) {
 		t.Errorf("store slice\n got %+v\nwant %+v", got, wantStore)

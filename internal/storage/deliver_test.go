@@ -32,6 +32,7 @@ func addressingSlice() config.StoreSlice {
 			{Name: "full", Addresses: []string{"full@example.org"}},
 			{Name: "catcher", Addresses: []string{"@catch.example", "postmaster@catch.example"}},
 		},
+		Postmaster: "mjl",
 	}
 }
 
@@ -55,6 +56,9 @@ func TestDeliverAddressing(t *testing.T) {
 		{"mjl@example.net", storeclient.RcptUnknown, ""},
 		{"mjl", storeclient.RcptUnknown, ""},
 		{"", storeclient.RcptUnknown, ""},
+		// RFC 5321 §4.1.1.3: the bare postmaster.
+		{"postmaster", storeclient.RcptOK, "mjl"},
+		{"PostMaster", storeclient.RcptOK, "mjl"},
 	} {
 		st, acct, err := d.CheckRcpt(ctx, tc.addr)
 		if err != nil || st != tc.state || acct != tc.account {

@@ -41,15 +41,16 @@ type Store struct {
 	// account is never opened while it is being created.
 	openMu sync.Mutex
 
-	mu       sync.Mutex
-	slice    config.StoreSlice
-	addrs    map[string]string // normalized address -> account, for logins
-	book     *addrbook.Book    // recipients
-	fallback string            // account for every address that resolves to nothing
-	quotas   map[string]int64
-	open     map[string]*account.Account
-	removing map[string]bool // accounts between RemovePrepare and RemoveFinish/Cancel
-	closed   bool
+	mu         sync.Mutex
+	slice      config.StoreSlice
+	addrs      map[string]string // normalized address -> account, for logins
+	book       *addrbook.Book    // recipients
+	fallback   string            // account for every address that resolves to nothing
+	postmaster string            // account of the bare "postmaster" recipient
+	quotas     map[string]int64
+	open       map[string]*account.Account
+	removing   map[string]bool // accounts between RemovePrepare and RemoveFinish/Cancel
+	closed     bool
 }
 
 // Errors of account lookups, compared with errors.Is.
@@ -133,6 +134,11 @@ func (s *Store) configure(slice config.StoreSlice) error {
 		errs = append(errs, fmt.Errorf("fallback account %q is not configured", fallback))
 		fallback = ""
 	}
+	postmaster := slice.Postmaster
+	if _, ok := quotas[postmaster]; postmaster != "" && !ok {
+		errs = append(errs, fmt.Errorf("postmaster account %q is not configured", postmaster))
+		postmaster = ""
+	}
 	s.mu.Lock()
 	s.slice = slice
 	s.addrs = addrs
@@ -140,6 +146,7 @@ func (s *Store) configure(slice config.StoreSlice) error {
 		s.book = book
 	}
 	s.fallback = fallback
+	s.postmaster = postmaster
 	s.quotas = quotas
 	for name, a := range s.open {
 		a.SetQuota(quotas[name])
@@ -300,13 +307,18 @@ func (s *Store) Resolve(name string) (string, bool) {
 // book, or, when nothing matches and a fallback account is configured
 // (localserve), that account's Inbox, for an address at any domain.
 func (s *Store) Recipient(addr string) ([]addrbook.Target, bool) {
+	s.mu.Lock()
+	book, fallback, postmaster := s.book, s.fallback, s.postmaster
+	s.mu.Unlock()
+	if strings.EqualFold(addr, "postmaster") && postmaster != "" {
+		// RFC 5321 §4.1.1.3: "<Postmaster>" without a domain must be
+		// accepted.
+		return []addrbook.Target{{Account: postmaster, Address: "postmaster"}}, true
+	}
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 || at == len(addr)-1 {
 		return nil, false
 	}
-	s.mu.Lock()
-	book, fallback := s.book, s.fallback
-	s.mu.Unlock()
 	if l, ok := book.Resolve(addr[:at], addr[at+1:]); ok {
 		return l, true
 	}
