@@ -152,6 +152,10 @@ func localserveConfig(dir string, opts LocalserveOptions, e env) (*Static, *Dyna
 	s.LogLevel = "info"
 	// DESIGN.md §11: localserve works without any DNS traffic.
 	s.DNS.Offline = true
+	// Test clients on this machine (load generators, scripts opening a
+	// connection per message) are not abusers; limits stay in force for
+	// any other address localserve is told to listen on.
+	s.Limits.TrustedNetworks = []string{"127.0.0.0/8", "::1/128"}
 	kinds := s.Listen.kinds()
 	for i, lp := range localservePorts {
 		port := lp.port + opts.PortOffset
