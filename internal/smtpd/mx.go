@@ -182,6 +182,9 @@ func (s *session) settle(ctx context.Context, b storeBody, env storeclient.Envel
 		s.log.Error("store answered for a different number of recipients", "got", len(results), "want", len(s.rcpts))
 		return reply(451, "4.3.0", "local error, try again later")
 	}
+	if delivered > 0 {
+		s.srv.delivered.Add(1)
+	}
 	switch {
 	case delivered == 0 && firstTemp != nil:
 		return rcptStateReply(firstTemp.State, firstTemp.Text)

@@ -45,7 +45,8 @@ type server struct {
 	now        func() time.Time
 	connID     atomic.Uint64
 
-	// Counters for moxctl status.
+	// Counters for moxctl status. delivered counts messages stored (smtp)
+	// or queued (submission).
 	accepted, refusedLimit, delivered atomic.Uint64
 }
 
@@ -194,9 +195,13 @@ func (srv *server) serve(ctx context.Context, conn net.Conn, cfg smtp.Config, ki
 
 // counters reports the instance's counters in moxctl status.
 func (srv *server) counters() []ipc.Counter {
+	msgs := "messages_delivered"
+	if srv.submission {
+		msgs = "messages_submitted"
+	}
 	return []ipc.Counter{
 		{Name: "connections", Value: srv.accepted.Load()},
-		{Name: "connections refused by limits", Value: srv.refusedLimit.Load()},
-		{Name: "messages delivered", Value: srv.delivered.Load()},
+		{Name: "connections_refused_by_limits", Value: srv.refusedLimit.Load()},
+		{Name: msgs, Value: srv.delivered.Load()},
 	}
 }

@@ -50,6 +50,9 @@ func TestMXDelivery(t *testing.T) {
 	if ts.store.released != 1 {
 		t.Errorf("body released %d times, want 1", ts.store.released)
 	}
+	if c := ts.counters(); c[0].Value != 1 || c[2].Name != "messages_delivered" || c[2].Value != 1 {
+		t.Errorf("counters %+v, want 1 connection and 1 message", c)
+	}
 }
 
 func TestMXStoreFailures(t *testing.T) {

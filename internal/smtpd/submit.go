@@ -160,6 +160,7 @@ func (s *session) submitData(ctx context.Context, st *smtp.State, body io.Reader
 	if err != nil {
 		return queueError(s.log, err)
 	}
+	s.srv.delivered.Add(1)
 	s.log.Info("message queued", "id", id, "account", st.Account, "rcpts", len(req.Rcpts))
 	return reply(250, "2.0.0", "message queued as %d", id)
 }
