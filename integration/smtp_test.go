@@ -55,6 +55,11 @@ max_messages_per_day = 1000
 [[account]]
 name = "other"
 addresses = ["other@localhost"]
+
+[[account]]
+name = "small"
+addresses = ["small@localhost"]
+quota = "2K"
 `
 
 // mailSuite returns the running mail instance, starting it the first time.
@@ -496,5 +501,33 @@ func TestSMTPKillAfterAck(t *testing.T) {
 	msgs := exportMessages(t, in.conf, "mox", "INBOX")
 	for _, id := range acked {
 		findMessage(t, msgs, id)
+	}
+}
+
+// TestSMTPLocalRetry: one recipient's account is over its quota while the
+// other's takes the message: the client hears 250, and queue holds the
+// failed recipient for a local retry with store's copy of the message.
+func TestSMTPLocalRetry(t *testing.T) {
+	in := mailSuite(t)
+	before, _ := counter(in.waitReady(), "queue", "local_retries_accepted")
+	st := in.waitReady()
+	s := dialRaw(t, listenerAddr(st, "smtp"))
+	s.cmd("EHLO client.sender.test", "250")
+	s.cmd("MAIL FROM:<a@sender.test>", "250")
+	s.cmd("RCPT TO:<mox@localhost>", "250")
+	s.cmd("RCPT TO:<small@localhost>", "250")
+	s.cmd("DATA", "354")
+	fmt.Fprintf(s.conn, "From: <a@sender.test>\r\nMessage-ID: <retry@sender.test>\r\n\r\n%s\r\n.\r\n", strings.Repeat("x", 4000))
+	if got := s.reply("250 2.0.0"); !strings.Contains(got, "1 of 2") {
+		t.Fatalf("reply %q, want 250 saying one recipient is queued", got)
+	}
+	findMessage(t, exportMessages(t, in.conf, "mox", "INBOX"), "retry@sender.test")
+	after, ok := counter(in.waitReady(), "queue", "local_retries_accepted")
+	if !ok || after != before+1 {
+		t.Fatalf("queue local_retries_accepted %d -> %d, want one more", before, after)
+	}
+	st = in.waitReady()
+	if n, _ := counter(st, "queue", "recipients_queued"); n < 1 {
+		t.Fatalf("queue holds %d recipients, want the over-quota one", n)
 	}
 }
