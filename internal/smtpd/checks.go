@@ -45,7 +45,7 @@ func (s *session) connChecks(ctx context.Context, st *smtp.State) {
 	s.conn.done = true
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	s.conn.iprev = iprev.Check(ctx, s.srv.resolver, s.ip)
+	s.conn.iprev = iprev.Check(ctx, s.set.resolver, s.ip)
 	s.log.Debug("iprev", "status", s.conn.iprev.Status, "name", s.conn.iprev.Name, "authentic", s.conn.iprev.Authentic)
 }
 
@@ -62,7 +62,7 @@ func (s *session) checkSPF(ctx context.Context, st *smtp.State, from smtp.Path) 
 			a.MailFromDomain = strings.TrimSuffix(strings.TrimPrefix(d, "["), "]")
 		}
 	}
-	r := spf.Verify(ctx, s.srv.resolver, a)
+	r := spf.Verify(ctx, s.set.resolver, a)
 	s.log.Debug("spf", "result", r.Result, "domain", r.Domain, "identity", r.Identity, "authentic", r.Authentic, "err", r.Err)
 	return r
 }
@@ -84,7 +84,7 @@ func (s *session) startDKIM(ctx context.Context) *dkimCheck {
 		defer d.wg.Done()
 		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		defer cancel()
-		res, err := dkim.Verify(ctx, s.srv.resolver, pr, dkim.VerifyOptions{})
+		res, err := dkim.Verify(ctx, s.set.resolver, pr, dkim.VerifyOptions{})
 		// Whatever the verifier left unread is the writer's to drop
 		// (discardWriter); closing the reader tells it.
 		pr.CloseWithError(io.ErrClosedPipe)
@@ -113,7 +113,7 @@ func (s *session) checkDMARC(ctx context.Context, st *smtp.State, header []byte,
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	args := dmarc.Args{FromDomain: fromDomain, SPF: s.tx.spf, DKIM: dk}
-	res := dmarc.Verify(ctx, s.srv.resolver, args)
+	res := dmarc.Verify(ctx, s.set.resolver, args)
 	s.log.Debug("dmarc", "status", res.Status, "domain", res.Domain, "policy", res.Policy, "reject", res.Reject, "authentic", res.Authentic)
 	if res.Record == nil {
 		return dmarcResult{Result: res, evaluated: true}, nil
@@ -125,7 +125,7 @@ func (s *session) checkDMARC(ctx context.Context, st *smtp.State, header []byte,
 		}
 	}
 	ev := dmarc.NewEvaluation(args, res, envTo, s.srv.now())
-	if res.Reject && !s.srv.cfg.RejectDMARC {
+	if res.Reject && !s.set.cfg.RejectDMARC {
 		ev.Disposition = "none"
 		ev.Override = "local_policy"
 	}

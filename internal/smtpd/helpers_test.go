@@ -264,18 +264,17 @@ func startServer(t *testing.T, sc config.SMTPSlice, r dns.Resolver) *testServer 
 		auth:  &fakeAuth{},
 	}
 	ts.server = &server{
-		cfg:        sc,
 		hostname:   "mail.example.org",
 		submission: sc.Submission,
 		localserve: sc.Localserve,
 		log:        slog.New(slog.DiscardHandler),
-		resolver:   r,
 		store:      ts.store,
 		auth:       ts.auth,
 		queue:      ts.queue,
 		limiter:    newLimiter(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections, nil),
 		now:        time.Now,
 	}
+	ts.settings.Store(&settings{cfg: sc, resolver: r})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +282,7 @@ func startServer(t *testing.T, sc config.SMTPSlice, r dns.Resolver) *testServer 
 	ts.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	ts.cfg = smtp.Config{Hostname: "mail.example.org", Submission: sc.Submission, MaxMessageSize: sc.MaxMessageSize, MaxRecipients: sc.MaxRecipients, RequireTLS: sc.RequireTLS, CommandTimeout: testDeadline, TLSConfig: testServerTLS(t)}
+	ts.cfg = smtp.Config{Hostname: "mail.example.org", Submission: sc.Submission, CommandTimeout: testDeadline, TLSConfig: testServerTLS(t)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

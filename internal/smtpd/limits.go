@@ -55,7 +55,8 @@ func prefixes(ip netip.Addr) [3]netip.Prefix {
 	return l
 }
 
-// trustedIP reports whether ip is in a trusted network.
+// trustedIP reports whether ip is in a trusted network. Called with mu
+// held.
 func (l *limiter) trustedIP(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	for _, p := range l.trusted {
@@ -66,16 +67,26 @@ func (l *limiter) trustedIP(ip netip.Addr) bool {
 	return false
 }
 
+// setLimits changes the limits; connections already counted stay counted.
+func (l *limiter) setLimits(trusted []netip.Prefix, perMinute, concurrent [3]int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trusted, l.perMinute, l.concurrent = trusted, perMinute, concurrent
+}
+
 // acquire counts a new connection from ip. It returns a release function to
 // call when the connection ends, or an error saying which limit was hit.
 func (l *limiter) acquire(ip netip.Addr) (release func(), err error) {
-	if !ip.IsValid() || l.trustedIP(ip) {
+	if !ip.IsValid() {
 		return func() {}, nil
 	}
 	pfx := prefixes(ip)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.trustedIP(ip) {
+		return func() {}, nil
+	}
 	var es [3]*limitEntry
 	for i, p := range pfx {
 		e := l.entries[p]

@@ -56,7 +56,7 @@ func (s *session) mxRcpt(ctx context.Context, st *smtp.State, r *smtp.RcptTo) er
 			// An unknown recipient costs the client time, so guessing
 			// addresses is slow.
 			s.log.Info("unknown recipient", "rcpt", addressLog(r.Path))
-			if err := s.sleep(ctx, s.srv.cfg.Limits.UnknownRecipientDelay); err != nil {
+			if err := s.sleep(ctx, s.set.cfg.Limits.UnknownRecipientDelay); err != nil {
 				return err
 			}
 		}
@@ -122,7 +122,7 @@ func (s *session) mxData(ctx context.Context, st *smtp.State, body io.Reader) er
 	if ev != nil {
 		s.srv.queue.DMARCEvaluation(*ev)
 	}
-	if dm.Reject && s.srv.cfg.RejectDMARC {
+	if dm.Reject && s.set.cfg.RejectDMARC {
 		s.log.Info("dmarc reject", "from", dm.FromDomain, "reason", dm.Reason)
 		return reply(550, "5.7.1", "%s", dm.Reason)
 	}

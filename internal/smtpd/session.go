@@ -21,6 +21,7 @@ import (
 // store and hands messages to queue.
 type session struct {
 	srv *server
+	set *settings // as they were when the connection came in
 	log *slog.Logger
 	ip  netip.Addr
 
@@ -43,8 +44,8 @@ type acceptedRcpt struct {
 	account string
 }
 
-func newSession(srv *server, ip netip.Addr, log *slog.Logger) *session {
-	return &session{srv: srv, ip: ip, log: log}
+func newSession(srv *server, set *settings, ip netip.Addr, log *slog.Logger) *session {
+	return &session{srv: srv, set: set, ip: ip, log: log}
 }
 
 // end runs after the connection closed.

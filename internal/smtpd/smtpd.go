@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -32,22 +33,29 @@ import (
 
 // server is what every session of one instance shares.
 type server struct {
-	cfg        config.SMTPSlice
 	hostname   string
 	submission bool
 	localserve bool
 	log        *slog.Logger
-	resolver   dns.Resolver
 	store      mailStore
 	auth       authenticator
 	queue      queueService
 	limiter    *limiter
 	now        func() time.Time
 	connID     atomic.Uint64
+	// settings change on reload; a connection keeps those it started
+	// with.
+	settings atomic.Pointer[settings]
 
 	// Counters for moxctl status. delivered counts messages stored (smtp)
 	// or queued (submission).
 	accepted, refusedLimit, delivered atomic.Uint64
+}
+
+// settings are the parts of the slice a reload can change.
+type settings struct {
+	cfg      config.SMTPSlice
+	resolver dns.Resolver
 }
 
 // newResolver returns the resolver the slice asks for.
@@ -99,7 +107,14 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	kc := keyclient.New(w)
 	w.OnReload(func(ctx context.Context) error {
 		kc.Invalidate()
-		return nil
+		var s config.Slice
+		if err := w.Config(&s); err != nil {
+			return err
+		}
+		if s.SMTP == nil || s.SMTP.Submission != slice.SMTP.Submission {
+			return fmt.Errorf("reloaded config slice is not for this smtp instance")
+		}
+		return srv.reconfigure(*s.SMTP, w.Log)
 	})
 	w.OnStatus(srv.counters)
 	tlsConfig := kc.TLSConfig()
@@ -119,13 +134,10 @@ func Run(ctx context.Context, w *worker.Worker) error {
 
 	wait := w.Accept(ctx, func(ctx context.Context, l worker.Listener, conn net.Conn) {
 		srv.serve(ctx, conn, smtp.Config{
-			Hostname:       srv.hostname,
-			TLSConfig:      tlsConfig,
-			ImplicitTLS:    l.Kind == "submissions",
-			Submission:     srv.submission,
-			MaxMessageSize: slice.SMTP.MaxMessageSize,
-			MaxRecipients:  slice.SMTP.MaxRecipients,
-			RequireTLS:     slice.SMTP.RequireTLS,
+			Hostname:    srv.hostname,
+			TLSConfig:   tlsConfig,
+			ImplicitTLS: l.Kind == "submissions",
+			Submission:  srv.submission,
 		}, l.Kind)
 	})
 	w.Ready()
@@ -138,30 +150,41 @@ func Run(ctx context.Context, w *worker.Worker) error {
 // newServer builds the shared state from the slice, wired to the peers.
 func newServer(slice config.Slice, w *worker.Worker) (*server, error) {
 	sc := *slice.SMTP
-	resolver, err := newResolver(sc.DNS, w.Log)
-	if err != nil {
-		return nil, err
-	}
-	trusted, err := parseTrusted(sc.Limits.TrustedNetworks)
-	if err != nil {
-		return nil, err
-	}
 	storePeer := func() (*ipc.Conn, error) { return w.Peer(ipc.RoleStore) }
 	queuePeer := func() (*ipc.Conn, error) { return w.Peer(ipc.RoleQueue) }
 	srv := &server{
-		cfg:        sc,
 		hostname:   slice.Hostname,
 		submission: sc.Submission,
 		localserve: sc.Localserve,
 		log:        w.Log,
-		resolver:   resolver,
 		store:      storeAdapter{storeclient.NewDeliverer(storePeer)},
 		auth:       storeclient.NewAuth(storePeer),
 		queue:      newQueueAdapter(queuePeer, sc.Submission),
-		limiter:    newLimiter(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections, nil),
+		limiter:    newLimiter(nil, [3]int{}, [3]int{}, nil),
 		now:        time.Now,
 	}
+	if err := srv.reconfigure(sc, w.Log); err != nil {
+		return nil, err
+	}
 	return srv, nil
+}
+
+// reconfigure applies a (new) slice: limits, delays, DNS. Connections
+// already open keep the settings they started with.
+func (srv *server) reconfigure(sc config.SMTPSlice, log *slog.Logger) error {
+	trusted, err := parseTrusted(sc.Limits.TrustedNetworks)
+	if err != nil {
+		return err
+	}
+	set := &settings{cfg: sc}
+	if old := srv.settings.Load(); old != nil && reflect.DeepEqual(old.cfg.DNS, sc.DNS) {
+		set.resolver = old.resolver // keep its cache
+	} else if set.resolver, err = newResolver(sc.DNS, log); err != nil {
+		return err
+	}
+	srv.limiter.setLimits(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections)
+	srv.settings.Store(set)
+	return nil
 }
 
 // serve runs one connection, after the connection limits.
@@ -185,7 +208,11 @@ func (srv *server) serve(ctx context.Context, conn net.Conn, cfg smtp.Config, ki
 	}
 	defer release()
 	srv.accepted.Add(1)
-	s := newSession(srv, ip, log)
+	set := srv.settings.Load()
+	cfg.MaxMessageSize = set.cfg.MaxMessageSize
+	cfg.MaxRecipients = set.cfg.MaxRecipients
+	cfg.RequireTLS = set.cfg.RequireTLS
+	s := newSession(srv, set, ip, log)
 	defer s.end()
 	cfg.Session = s
 	cfg.Log = log

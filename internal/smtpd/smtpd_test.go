@@ -284,3 +284,29 @@ func TestSubmissionAuthFailures(t *testing.T) {
 		t.Fatalf("three failures took %v, want at least 140ms of delay", d)
 	}
 }
+
+// TestReconfigure: a reload changes the limits for new connections.
+func TestReconfigure(t *testing.T) {
+	ts := startServer(t, defaultSlice(), nil)
+	c1 := ts.dial(t)
+	c1.greet()
+	c2 := ts.dial(t)
+	c2.greet()
+	sc := defaultSlice()
+	sc.Limits.ConcurrentConnections = [3]int{2, 0, 0}
+	sc.MaxRecipients = 100
+	if err := ts.reconfigure(sc, ts.log); err != nil {
+		t.Fatal(err)
+	}
+	c3 := ts.dial(t)
+	if got := c3.reply(); !strings.HasPrefix(got, "421 4.7.0") || !strings.Contains(got, "concurrent_connections") {
+		t.Fatalf("third connection: %q, want 421 naming the limit", got)
+	}
+	c1.expect("QUIT", "221")
+	time.Sleep(100 * time.Millisecond)
+	c4 := ts.dial(t)
+	c4.reply()
+	if got := c4.expect("EHLO client.example", "250"); !strings.Contains(got, "RCPTMAX=100") {
+		t.Fatalf("EHLO after reload %q, want the new RCPTMAX", got)
+	}
+}

@@ -92,7 +92,7 @@ func (s *session) authFailed(ctx context.Context, err error) error {
 	}
 	s.authFailures++
 	s.log.Info("authentication failed", "failures", s.authFailures)
-	lim := s.srv.cfg.Limits
+	lim := s.set.cfg.Limits
 	delay := lim.AuthFailureDelay << min(s.authFailures-1, 6)
 	if err := s.sleep(ctx, delay); err != nil {
 		return err
