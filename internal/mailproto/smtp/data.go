@@ -275,7 +275,14 @@ func (c *conn) cmdBDAT(arg string) error {
 	}
 	if c.state != stateRcpt {
 		// RFC 3030 §2: the chunk is read and discarded even when the
-		// command is refused, so it is not taken for commands.
+		// command is refused, so it is not taken for commands; a chunk
+		// larger than any message would be is not worth reading.
+		if size > c.cfg.MaxMessageSize+drainExtra {
+			return &closeError{
+				reply: errorReply(552, "5.3.4", "BDAT chunk larger than the message size limit; closing connection"),
+				cause: fmt.Errorf("BDAT chunk of %d bytes outside a transaction", size),
+			}
+		}
 		c.lastReadDeadline = time.Time{}
 		if err := c.discard(size); err != nil {
 			return err

@@ -172,6 +172,11 @@ func TestBDATRefused(t *testing.T) {
 	// A BDAT without a usable size ends the session.
 	s.expect("BDAT x", "501 5.5.4")
 	s.expectClosed()
+
+	// So does a chunk no message could be, outside a transaction.
+	s2, _ := mailSession(t, Config{MaxMessageSize: 1000})
+	s2.expect("BDAT 999999999999", "552 5.3.4")
+	s2.expectClosed()
 }
 
 func TestBDATTooLarge(t *testing.T) {
