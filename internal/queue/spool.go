@@ -9,7 +9,8 @@ package queue
 //
 // Local retries bring a regular file instead (store's copy of a body):
 // copyRegularFile accepts it only if fstat says regular file within the
-// limit, and reads it with pread for exactly that size.
+// limit, and reads it with pread for exactly that size. Both copies are
+// package bodycopy's, shared with moxd-store.
 
 import (
 	"context"
@@ -17,7 +18,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"moxd/internal/bodycopy"
 	"moxd/internal/ipc"
 )
 
@@ -40,7 +41,6 @@ const (
 	DefaultMaxMessage = 100 << 20
 	// maxMessageRecipients bounds the recipients of one submission.
 	maxMessageRecipients = 10000
-	copyChunk            = 256 << 10
 )
 
 // errBadMessage marks a message whose transfer failed: short, long, or
@@ -220,53 +220,14 @@ func createTemp(tmpDir, kind string) (*os.File, error) {
 // everything up to end of file is taken, at most max bytes. The file is
 // not synced: the submission writes the final file from it.
 func copyFromReader(ctx context.Context, tmpDir string, r *os.File, size, max int64) (string, int64, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		r.SetReadDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { r.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
 	f, err := createTemp(tmpDir, "spool")
 	if err != nil {
 		return "", 0, err
 	}
-	n, err := func() (int64, error) {
-		limit := max
-		if size >= 0 {
-			limit = size
-		}
-		buf := make([]byte, copyChunk)
-		var n int64
-		for {
-			want := int64(len(buf))
-			if limit-n+1 < want {
-				want = limit - n + 1 // one byte more detects excess data
-			}
-			m, err := r.Read(buf[:want])
-			if int64(m) > limit-n {
-				if size >= 0 {
-					return n, fmt.Errorf("%w: more than the declared %d bytes", errBadMessage, size)
-				}
-				return n, fmt.Errorf("%w: larger than the limit of %d bytes", errBadMessage, max)
-			}
-			if m > 0 {
-				if _, werr := f.Write(buf[:m]); werr != nil {
-					return n, fmt.Errorf("write spool file: %w", werr)
-				}
-				n += int64(m)
-			}
-			if err == io.EOF {
-				break
-			} else if errors.Is(err, os.ErrDeadlineExceeded) {
-				return n, fmt.Errorf("%w: %d bytes received before the deadline", errBadMessage, n)
-			} else if err != nil {
-				return n, fmt.Errorf("%w: read: %v", errBadMessage, err)
-			}
-		}
-		if size >= 0 && n != size {
-			return n, fmt.Errorf("%w: %d bytes received, %d declared", errBadMessage, n, size)
-		}
-		return n, nil
-	}()
+	n, err := bodycopy.FromPipe(ctx, r, f, size, max)
+	if err != nil {
+		err = copyError(err, "spool file")
+	}
 	if err == nil {
 		err = f.Close()
 	} else {
@@ -286,50 +247,17 @@ func copyFromReader(ctx context.Context, tmpDir string, r *os.File, size, max in
 // read with pread for exactly its size, never mmapped, and refused if its
 // size or modification time changed meanwhile.
 func copyRegularFile(ctx context.Context, tmpDir string, prefix []byte, src *os.File, max int64) (string, int64, error) {
-	before, err := src.Stat()
-	if err != nil {
-		return "", 0, fmt.Errorf("%w: stat: %v", errBadMessage, err)
-	}
-	if !before.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("%w: not a regular file (%v)", errBadMessage, before.Mode().Type())
-	}
-	size := before.Size()
-	if size > max {
-		return "", 0, fmt.Errorf("%w: %d bytes, limit %d", errBadMessage, size, max)
-	}
 	f, err := createTemp(tmpDir, "file")
 	if err != nil {
 		return "", 0, err
 	}
+	var size int64
 	err = func() error {
 		if _, err := f.Write(prefix); err != nil {
 			return fmt.Errorf("write queue file: %w", err)
 		}
-		buf := make([]byte, copyChunk)
-		var off int64
-		for off < size {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("%w: reading stopped: %v", errBadMessage, err)
-			}
-			m, err := src.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-			if m > 0 {
-				if _, werr := f.Write(buf[:m]); werr != nil {
-					return fmt.Errorf("write queue file: %w", werr)
-				}
-				off += int64(m)
-			}
-			if err == io.EOF && off < size {
-				return fmt.Errorf("%w: file shrank while it was read", errBadMessage)
-			} else if err != nil && err != io.EOF {
-				return fmt.Errorf("%w: read: %v", errBadMessage, err)
-			}
-		}
-		after, err := src.Stat()
-		if err != nil {
-			return fmt.Errorf("%w: stat: %v", errBadMessage, err)
-		}
-		if after.Size() != size || !after.ModTime().Equal(before.ModTime()) {
-			return fmt.Errorf("%w: file changed while it was read; send it again once it is complete", errBadMessage)
+		if size, err = bodycopy.FromFile(ctx, src, f, max); err != nil {
+			return copyError(err, "queue file")
 		}
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync queue file: %w", err)
@@ -342,4 +270,14 @@ func copyRegularFile(ctx context.Context, tmpDir string, prefix []byte, src *os.
 		return "", 0, err
 	}
 	return f.Name(), int64(len(prefix)) + size, nil
+}
+
+// copyError gives an error of bodycopy the queue's kind: errBadMessage
+// when the peer's data was refused, otherwise a failure to write the
+// queue's own file, named by what.
+func copyError(err error, what string) error {
+	if bodycopy.Refused(err) {
+		return fmt.Errorf("%w: %w", errBadMessage, err)
+	}
+	return fmt.Errorf("write %s: %w", what, err)
 }

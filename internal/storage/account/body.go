@@ -14,8 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
+	"moxd/internal/bodycopy"
 	"moxd/internal/mailproto/message"
 )
 
@@ -60,9 +60,6 @@ func (b *Body) Remove() error {
 	return nil
 }
 
-// readChunk is the buffer size for copying bodies.
-const readChunk = 256 << 10
-
 // createTemp creates a new file in tmpDir that nobody else can have opened
 // (O_EXCL|O_NOFOLLOW, mode 0600). $TMPDIR is never used.
 func createTemp(tmpDir string) (*os.File, error) {
@@ -86,74 +83,57 @@ func createTemp(tmpDir string) (*os.File, error) {
 	return nil, errors.New("create message body file: no free name found")
 }
 
-// BodyFromReader copies a body from r (typically a pipe from a peer) into a
-// new file in tmpDir. With size >= 0 exactly size bytes must arrive,
-// followed by end of file; with size < 0 everything up to end of file is
-// taken, at most max bytes. More or less data fails with ErrBadBody, a size
-// beyond max with ErrTooLarge. The context's deadline and cancelation
-// interrupt blocked reads when r supports SetReadDeadline (as an *os.File
-// pipe does).
-func BodyFromReader(ctx context.Context, tmpDir string, r io.Reader, size, max int64) (*Body, error) {
+// BodyFromReader copies a body from r, a pipe from a peer, into a new file
+// in tmpDir (bodycopy.FromPipe). With size >= 0 exactly size bytes must
+// arrive, followed by end of file; with size < 0 everything up to end of
+// file is taken, at most max bytes. More or less data than declared, or a
+// copy that the context's deadline or cancelation interrupts, fails with
+// ErrBadBody; a declared size or data beyond max with ErrTooLarge.
+func BodyFromReader(ctx context.Context, tmpDir string, r *os.File, size, max int64) (*Body, error) {
 	if max <= 0 {
 		max = defaultMaxMessage
 	}
-	if size > max {
-		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", ErrTooLarge, size, max)
+	return receiveBody(tmpDir, func(w io.Writer) (int64, error) {
+		return bodycopy.FromPipe(ctx, r, w, size, max)
+	})
+}
+
+// BodyFromFile copies a regular file received from a peer into a new file
+// in tmpDir (bodycopy.FromFile). FIFOs, sockets, devices and directories
+// are refused without a read, files above max with ErrTooLarge. The file
+// is read with pread for exactly its size and checked again afterwards: a
+// file that changed size or modification time while it was read is
+// refused. It is never mmapped.
+func BodyFromFile(ctx context.Context, tmpDir string, f *os.File, max int64) (*Body, error) {
+	return bodyFromFile(ctx, tmpDir, f, max, nil)
+}
+
+// bodyFromFile is BodyFromFile with a hook for tests, called once the
+// first chunk of src is copied (for a small file: after the read, before
+// the second fstat).
+func bodyFromFile(ctx context.Context, tmpDir string, src *os.File, max int64, afterRead func()) (*Body, error) {
+	if max <= 0 {
+		max = defaultMaxMessage
 	}
-	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
-		if dl, ok := ctx.Deadline(); ok {
-			d.SetReadDeadline(dl)
+	return receiveBody(tmpDir, func(w io.Writer) (int64, error) {
+		if afterRead != nil {
+			w = &hookWriter{w: w, hook: afterRead}
 		}
-		stop := context.AfterFunc(ctx, func() { d.SetReadDeadline(time.Unix(1, 0)) })
-		defer stop()
-		defer d.SetReadDeadline(time.Time{})
-	}
+		return bodycopy.FromFile(ctx, src, w, max)
+	})
+}
+
+// receiveBody runs fill into a new file in tmpDir, then syncs and parses
+// the file. On failure the file is removed.
+func receiveBody(tmpDir string, fill func(w io.Writer) (int64, error)) (*Body, error) {
 	f, err := createTemp(tmpDir)
 	if err != nil {
 		return nil, err
 	}
 	b, err := func() (*Body, error) {
-		limit := max
-		if size >= 0 {
-			limit = size
-		}
-		buf := make([]byte, readChunk)
-		var n int64
-		for {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("%w: %d bytes received before the deadline: %v", ErrBadBody, n, err)
-			}
-			want := int64(len(buf))
-			if limit-n+1 < want {
-				want = limit - n + 1 // one byte more detects excess data
-			}
-			m, err := r.Read(buf[:want])
-			if int64(m) > limit-n {
-				if size >= 0 {
-					return nil, fmt.Errorf("%w: more than the declared %d bytes", ErrBadBody, size)
-				}
-				return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
-			}
-			if m > 0 {
-				if _, werr := f.Write(buf[:m]); werr != nil {
-					return nil, fmt.Errorf("write message body file: %w", werr)
-				}
-				n += int64(m)
-			}
-			if err == io.EOF {
-				break
-			} else if errors.Is(err, os.ErrDeadlineExceeded) {
-				cause := ctx.Err()
-				if cause == nil {
-					cause = context.DeadlineExceeded
-				}
-				return nil, fmt.Errorf("%w: %d bytes received before the deadline: %v", ErrBadBody, n, cause)
-			} else if err != nil {
-				return nil, fmt.Errorf("%w: read: %v", ErrBadBody, err)
-			}
-		}
-		if size >= 0 && n != size {
-			return nil, fmt.Errorf("%w: %d bytes received, %d declared", ErrBadBody, n, size)
+		n, err := fill(f)
+		if err != nil {
+			return nil, copyError(err)
 		}
 		return finishBody(f, n, true)
 	}()
@@ -165,73 +145,32 @@ func BodyFromReader(ctx context.Context, tmpDir string, r io.Reader, size, max i
 	return b, nil
 }
 
-// BodyFromFile copies a regular file received from a peer into a new file
-// in tmpDir. FIFOs, sockets, devices and directories are refused without a
-// read, files above max with ErrTooLarge. The file is read with pread for
-// exactly its size and checked again afterwards: a file that changed size
-// or modification time while it was read is refused. It is never mmapped.
-func BodyFromFile(ctx context.Context, tmpDir string, f *os.File, max int64) (*Body, error) {
-	return bodyFromFile(ctx, tmpDir, f, max, nil)
+// copyError gives an error of bodycopy the store's kind: ErrTooLarge for a
+// body above the limit, ErrBadBody for any other refused body, and a
+// failure of the store's own file otherwise.
+func copyError(err error) error {
+	switch {
+	case errors.Is(err, bodycopy.ErrTooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case bodycopy.Refused(err):
+		return fmt.Errorf("%w: %w", ErrBadBody, err)
+	}
+	return fmt.Errorf("write message body file: %w", err)
 }
 
-// bodyFromFile is BodyFromFile with a hook called after the copy, for tests.
-func bodyFromFile(ctx context.Context, tmpDir string, src *os.File, max int64, afterRead func()) (*Body, error) {
-	if max <= 0 {
-		max = defaultMaxMessage
+// hookWriter calls hook once, after the first write to w.
+type hookWriter struct {
+	w    io.Writer
+	hook func()
+}
+
+func (hw *hookWriter) Write(p []byte) (int, error) {
+	n, err := hw.w.Write(p)
+	if hw.hook != nil {
+		hw.hook()
+		hw.hook = nil
 	}
-	before, err := src.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%w: stat: %v", ErrBadBody, err)
-	}
-	if !before.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: not a regular file (%v)", ErrBadBody, before.Mode().Type())
-	}
-	size := before.Size()
-	if size > max {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, max)
-	}
-	f, err := createTemp(tmpDir)
-	if err != nil {
-		return nil, err
-	}
-	b, err := func() (*Body, error) {
-		buf := make([]byte, readChunk)
-		var off int64
-		for off < size {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("%w: reading stopped: %v", ErrBadBody, err)
-			}
-			m, err := src.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-			if m > 0 {
-				if _, werr := f.Write(buf[:m]); werr != nil {
-					return nil, fmt.Errorf("write message body file: %w", werr)
-				}
-				off += int64(m)
-			}
-			if err == io.EOF && off < size {
-				return nil, fmt.Errorf("%w: file shrank while it was read", ErrBadBody)
-			} else if err != nil && err != io.EOF {
-				return nil, fmt.Errorf("%w: read: %v", ErrBadBody, err)
-			}
-		}
-		if afterRead != nil {
-			afterRead()
-		}
-		after, err := src.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("%w: stat: %v", ErrBadBody, err)
-		}
-		if after.Size() != size || !after.ModTime().Equal(before.ModTime()) {
-			return nil, fmt.Errorf("%w: file changed while it was read; send it again once it is complete", ErrBadBody)
-		}
-		return finishBody(f, size, true)
-	}()
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	return b, nil
+	return n, err
 }
 
 // BodyFromBytes writes data into a new file in tmpDir. Imports pass
