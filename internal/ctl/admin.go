@@ -123,11 +123,14 @@ type Delivered struct {
 	UID     uint32 `json:"uid"`
 }
 
-// BackupResult answers "backup".
+// BackupResult answers "backup": store's counts, queue's counts and the
+// files of the manifest.
 type BackupResult struct {
-	Dir      string `json:"dir"`
-	Accounts uint32 `json:"accounts"`
-	Messages uint64 `json:"messages"`
-	Bytes    uint64 `json:"bytes"`
-	Files    int    `json:"files"` // files listed in the manifest
+	Dir             string `json:"dir"`
+	Accounts        uint32 `json:"accounts"`
+	Messages        uint64 `json:"messages"`
+	Bytes           uint64 `json:"bytes"`
+	QueueMessages   uint64 `json:"queue_messages"`
+	QueueRecipients uint64 `json:"queue_recipients"`
+	Files           int    `json:"files"` // files listed in the manifest
 }

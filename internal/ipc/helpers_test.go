@@ -206,6 +206,8 @@ func sampleMessages() []Message {
 		&ExportResult{Messages: 10, Bytes: 10240},
 		&Backup{Path: "/var/backups/moxd-20261122/store"},
 		&BackupResult{Accounts: 2, Messages: 100, Bytes: 1 << 20},
+		&QueueBackup{Path: "/var/backups/moxd-20261122/queue"},
+		&QueueBackupResult{Messages: 3, Recipients: 5, Files: 3},
 		&LocalDeliver{Address: "mjl@example.org"},
 		&LocalDelivered{Account: "mjl", Mailbox: "INBOX", UID: 42},
 		&RcptCheck{Address: "mjl@example.org"},

@@ -85,6 +85,12 @@ var matrix = [...]Rule{
 	{RoleSMTP, RoleQueue, FamRetry, yes, no},
 
 	{RoleWeb, RoleQueue, FamQueueAdmin, no, no},
+	// Master relays moxctl's queue administration (the backup, with the
+	// directory queue writes into) in the same family rather than one of
+	// its own: it is the same service, and what only master may ask for
+	// needs an fd, which web's rule does not carry; queue also serves
+	// master's channel with its own handler.
+	{RoleMaster, RoleQueue, FamQueueAdmin, yes, no},
 
 	// Master relays moxctl's account administration to store, with the
 	// files moxctl opened (imports, local delivery) and the pipe or backup

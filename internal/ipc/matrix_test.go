@@ -50,6 +50,8 @@ func TestMatrixRules(t *testing.T) {
 		{RoleSubmission, RoleQueue, FamSubmit, true, false, true},
 		{RoleWeb, RoleQueue, FamSubmit, true, false, true},
 		{RoleWeb, RoleQueue, FamQueueAdmin, true, false, false},
+		{RoleMaster, RoleQueue, FamQueueAdmin, true, true, false},
+		{RoleMaster, RoleQueue, FamStoreAdmin, false, false, false},
 		// Only queue gets DKIM signatures.
 		{RoleQueue, RoleKeys, FamDKIM, true, false, false},
 		{RoleSMTP, RoleKeys, FamDKIM, false, false, false},
@@ -140,6 +142,12 @@ func TestAllowed(t *testing.T) {
 		{RoleSubmission, RoleQueue, TypeSubmit, 0, true},
 		{RoleQueue, RoleSubmission, TypeSpoolPipe, 1, true},
 		{RoleSubmission, RoleQueue, TypeLocalRetry, 1, false},
+		// The backup directory reaches queue from master only.
+		{RoleMaster, RoleQueue, TypeQueueBackup, 1, true},
+		{RoleQueue, RoleMaster, TypeQueueBackupResult, 0, true},
+		{RoleWeb, RoleQueue, TypeQueueBackup, 1, false},
+		{RoleWeb, RoleQueue, TypeQueueBackup, 0, true}, // a frame with no fd is refused by the message's FDs
+		{RoleMaster, RoleStore, TypeQueueBackup, 1, false},
 		// Generic replies go wherever requests came from, without fds.
 		{RoleKeys, RoleSMTP, TypeErrorReply, 0, true},
 		{RoleStore, RoleQueue, TypeErrorReply, 0, true},

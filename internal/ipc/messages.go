@@ -160,6 +160,9 @@ const (
 
 	TypeDMARCEval MsgType = 0x0901
 
+	TypeQueueBackup       MsgType = 0x0a01
+	TypeQueueBackupResult MsgType = 0x0a81
+
 	TypeMailboxChanged MsgType = 0x0c01
 	TypeResync         MsgType = 0x0c02
 
@@ -279,6 +282,9 @@ var messageTable = map[MsgType]msgInfo{
 	TypeSubmitted:     {"submit.Submitted", FamSubmit, kindReply, func() Message { return new(Submitted) }, 0},
 
 	TypeDMARCEval: {"reports.DMARCEval", FamReports, kindEvent, func() Message { return new(DMARCEval) }, 0},
+
+	TypeQueueBackup:       {"queueadmin.Backup", FamQueueAdmin, kindRequest, func() Message { return new(QueueBackup) }, TypeQueueBackupResult},
+	TypeQueueBackupResult: {"queueadmin.BackupResult", FamQueueAdmin, kindReply, func() Message { return new(QueueBackupResult) }, 0},
 
 	TypeLocalRetry: {"localretry.LocalRetry", FamRetry, kindRequest, func() Message { return new(LocalRetry) }, TypeAck},
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -55,7 +57,8 @@ type testMaster struct {
 	logBuf  *syncBuf
 	store   *fakeRole
 	keys    *fakeRole
-	domains string // path of domains.conf
+	queue   *fakeRole // connected by the tests that need it
+	domains string    // path of domains.conf
 }
 
 type syncBuf struct {
@@ -150,43 +153,48 @@ func newTestMaster(t *testing.T, storeHandler, keysHandler func(req *ipc.Request
 		m.updateSlice(p, cfg)
 	}
 	tm := &testMaster{Master: m, dir: dir, logBuf: logBuf, domains: cfg.DomainsPath}
-	connect := func(r ipc.Role, h func(req *ipc.Request) (ipc.Message, []*os.File, error)) *fakeRole {
-		if h == nil {
-			return nil
-		}
-		ours, theirs, err := ipc.Socketpair()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := m.procs[r]
-		p.gen = 1
-		mc, err := ipc.New(ours, ipc.Options{Local: ipc.RoleMaster, Peer: r, Handler: m.ctlHandler(p, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := &fakeRole{handle: h}
-		rc, err := ipc.New(theirs, ipc.Options{Local: r, Peer: ipc.RoleMaster, Handler: ipc.HandlerFunc(func(ctx context.Context, req *ipc.Request) (ipc.Message, []*os.File, error) {
-			f.mu.Lock()
-			f.msgs = append(f.msgs, req.Msg)
-			f.mu.Unlock()
-			if req.Event {
-				return nil, nil, nil
-			}
-			return f.handle(req)
-		})})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.conn = rc
-		p.conn = mc
-		p.state = stateReady
-		p.provisioned = true
-		t.Cleanup(func() { mc.Close(); rc.Close() })
-		return f
-	}
-	tm.store = connect(ipc.RoleStore, storeHandler)
-	tm.keys = connect(ipc.RoleKeys, keysHandler)
+	tm.store = tm.connect(t, ipc.RoleStore, storeHandler)
+	tm.keys = tm.connect(t, ipc.RoleKeys, keysHandler)
 	return tm
+}
+
+// connect gives master a fake role r on a real ipc channel, ready; a nil
+// handler leaves the role down.
+func (tm *testMaster) connect(t *testing.T, r ipc.Role, h func(req *ipc.Request) (ipc.Message, []*os.File, error)) *fakeRole {
+	t.Helper()
+	m := tm.Master
+	if h == nil {
+		return nil
+	}
+	ours, theirs, err := ipc.Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.procs[r]
+	p.gen = 1
+	mc, err := ipc.New(ours, ipc.Options{Local: ipc.RoleMaster, Peer: r, Handler: m.ctlHandler(p, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRole{handle: h}
+	rc, err := ipc.New(theirs, ipc.Options{Local: r, Peer: ipc.RoleMaster, Handler: ipc.HandlerFunc(func(ctx context.Context, req *ipc.Request) (ipc.Message, []*os.File, error) {
+		f.mu.Lock()
+		f.msgs = append(f.msgs, req.Msg)
+		f.mu.Unlock()
+		if req.Event {
+			return nil, nil, nil
+		}
+		return f.handle(req)
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.conn = rc
+	p.conn = mc
+	p.state = stateReady
+	p.provisioned = true
+	t.Cleanup(func() { mc.Close(); rc.Close() })
+	return f
 }
 
 // ackStore answers every store administration request with success.
@@ -847,25 +855,59 @@ func TestExportRelay(t *testing.T) {
 }
 
 func TestBackup(t *testing.T) {
+	var order []string
+	var orderMu sync.Mutex
+	// The fd of each part must be the directory master made.
+	writePart := func(req *ipc.Request, path, file string) error {
+		defer req.Files[0].Close()
+		fi, err := req.Files[0].Stat()
+		if pfi, perr := os.Stat(path); err != nil || perr != nil || !os.SameFile(fi, pfi) {
+			return fmt.Errorf("fd is not %s", path)
+		}
+		orderMu.Lock()
+		order = append(order, filepath.Base(path))
+		orderMu.Unlock()
+		p := filepath.Join(path, file)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		return os.WriteFile(p, []byte("db"), 0o600)
+	}
 	tm := newTestMaster(t, func(req *ipc.Request) (ipc.Message, []*os.File, error) {
 		if m, ok := req.Msg.(*ipc.Backup); ok {
-			req.Files[0].Close()
-			os.MkdirAll(filepath.Join(m.Path, "accounts", "mjl"), 0o700)
-			os.WriteFile(filepath.Join(m.Path, "accounts", "mjl", "index.db"), []byte("db"), 0o600)
+			if err := writePart(req, m.Path, "accounts/mjl/index.db"); err != nil {
+				return nil, nil, err
+			}
 			return &ipc.BackupResult{Accounts: 1, Messages: 2, Bytes: 3}, nil, nil
 		}
 		return ackStore(req)
 	}, nil)
 	os.WriteFile(filepath.Join(tm.dir, "data", "keys", "dkim.key"), []byte("secret key"), 0o600)
 	dir := filepath.Join(tm.dir, "backup")
+	if err := tm.call(t, ctl.Request{Cmd: "backup", Args: []string{dir}}, nil); err == nil || !strings.Contains(err.Error(), "queue unavailable (see moxctl status); no backup made") {
+		t.Errorf("backup without queue: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("backup directory made without queue: %v", err)
+	}
+	tm.queue = tm.connect(t, ipc.RoleQueue, func(req *ipc.Request) (ipc.Message, []*os.File, error) {
+		if m, ok := req.Msg.(*ipc.QueueBackup); ok {
+			if err := writePart(req, m.Path, "queue.db"); err != nil {
+				return nil, nil, err
+			}
+			return &ipc.QueueBackupResult{Messages: 4, Recipients: 6, Files: 4}, nil, nil
+		}
+		return ackStore(req)
+	})
 	var res ctl.BackupResult
 	if err := tm.call(t, ctl.Request{Cmd: "backup", Args: []string{dir}}, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Accounts != 1 || res.Messages != 2 || res.Files != 4 {
+	if res.Accounts != 1 || res.Messages != 2 || res.QueueMessages != 4 || res.QueueRecipients != 6 || res.Files != 5 {
 		t.Errorf("result %+v", res)
 	}
-	for _, d := range []string{"", "store", "config"} {
+	if strings.Join(order, " ") != "queue store" {
+		t.Errorf("parts written in order %v, want queue before store", order)
+	}
+	for _, d := range []string{"", "queue", "store", "config"} {
 		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("%s: %v %v", d, fi.Mode(), err)
 		}
@@ -876,7 +918,8 @@ func TestBackup(t *testing.T) {
 	}
 	for _, want := range []string{
 		"store: 1 accounts, 2 messages, 3 bytes",
-		"queue: not included",
+		"queue: 4 messages, 6 recipients",
+		"  queue/queue.db\n",
 		"hostname: mail.example.com",
 		"  config/domains.conf\n", "  config/moxd.conf\n", "  keys/dkim.key\n",
 		"  store/accounts/mjl/index.db\n",

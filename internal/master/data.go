@@ -2,9 +2,10 @@ package master
 
 // Data commands on the control socket: import, export, local delivery and
 // backup. Master relays them to store (FamStoreAdmin) with the fds moxctl
-// passed; it never reads message data itself (DESIGN.md §1): moxctl opens
-// the files as the admin, store reads them, and for an export master only
-// creates the pipe whose ends it hands to store and moxctl.
+// passed, and asks queue for its part of a backup (FamQueueAdmin); it never
+// reads message data itself (DESIGN.md §1): moxctl opens the files as the
+// admin, store reads them, and for an export master only creates the pipe
+// whose ends it hands to store and moxctl.
 
 import (
 	"bufio"
@@ -345,10 +346,11 @@ func (m *Master) deliver(address string, f *os.File) (ctl.Delivered, error) {
 	return ctl.Delivered{Account: d.Account, Mailbox: d.Mailbox, UID: d.UID}, nil
 }
 
-// backup writes a backup into dir, which must not exist: dir/store (store's
-// part, written by store), dir/keys (a copy of keys' directory),
-// dir/config (moxd.conf and domains.conf) and dir/manifest.txt with a
-// SHA-256 of every file (DESIGN.md §5, docs/storage.md "Backup").
+// backup writes a backup into dir, which must not exist: dir/queue and
+// dir/store (queue's and store's parts, written by them, queue's first),
+// dir/keys (a copy of keys' directory), dir/config (moxd.conf and
+// domains.conf) and dir/manifest.txt with a SHA-256 of every file
+// (DESIGN.md §5, docs/storage.md "Backup").
 func (m *Master) backup(dir string, now time.Time) (ctl.BackupResult, error) {
 	var res ctl.BackupResult
 	if !filepath.IsAbs(dir) {
@@ -356,6 +358,10 @@ func (m *Master) backup(dir string, now time.Time) (ctl.BackupResult, error) {
 	}
 	dir = filepath.Clean(dir)
 	res.Dir = dir
+	qc, err := m.queueConn()
+	if err != nil {
+		return res, fmt.Errorf("%w; no backup made", err)
+	}
 	c, err := m.storeConn()
 	if err != nil {
 		return res, fmt.Errorf("%w; no backup made", err)
@@ -370,22 +376,19 @@ func (m *Master) backup(dir string, now time.Time) (ctl.BackupResult, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return res, err
 	}
-	storeDir := filepath.Join(dir, "store")
-	su := cfg.Users["store"]
-	if err := ensureDir(dirSpec{path: storeDir, uid: su.UID, gid: su.GID, mode: 0o700, what: "backup of store"}, m.asRoot); err != nil {
-		return res, err
-	}
-	fd, err := unix.Open(storeDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return res, fmt.Errorf("open %s: %w", storeDir, err)
-	}
-	df := os.NewFile(uintptr(fd), storeDir)
 	ctx, cancel := context.WithTimeout(context.Background(), dataTimeout)
 	defer cancel()
-	rep, err := c.Call(ctx, &ipc.Backup{Path: storeDir}, df)
-	df.Close()
+	// Queue's part before store's: a message queue delivers into store
+	// meanwhile is then in both parts, or in store's; never in neither.
+	rep, err := m.backupPart(ctx, qc, dir, ipc.RoleQueue, func(path string) ipc.Message { return &ipc.QueueBackup{Path: path} })
 	if err != nil {
-		return res, fmt.Errorf("store's part of the backup: %w", storeError(err))
+		return res, err
+	}
+	qr := rep.Msg.(*ipc.QueueBackupResult)
+	res.QueueMessages, res.QueueRecipients = qr.Messages, qr.Recipients
+	rep, err = m.backupPart(ctx, c, dir, ipc.RoleStore, func(path string) ipc.Message { return &ipc.Backup{Path: path} })
+	if err != nil {
+		return res, err
 	}
 	br := rep.Msg.(*ipc.BackupResult)
 	res.Accounts, res.Messages, res.Bytes = br.Accounts, br.Messages, br.Bytes
@@ -407,8 +410,54 @@ func (m *Master) backup(dir string, now time.Time) (ctl.BackupResult, error) {
 		return res, err
 	}
 	res.Files = n
-	m.log.Info("backup written", "dir", dir, "accounts", res.Accounts, "messages", res.Messages, "files", n)
+	m.log.Info("backup written", "dir", dir, "accounts", res.Accounts, "messages", res.Messages, "queued", res.QueueMessages, "files", n)
 	return res, nil
+}
+
+// backupPart creates dir/<role>, owned by the role's user (0700), and asks
+// the role on c to write its part into it, passing the directory opened:
+// the role cannot reach it by name below root's dir.
+func (m *Master) backupPart(ctx context.Context, c *ipc.Conn, dir string, r ipc.Role, msg func(path string) ipc.Message) (*ipc.Reply, error) {
+	part := roleDir(dir, r)
+	u := m.config().Users[r.String()]
+	if err := ensureDir(dirSpec{path: part, uid: u.UID, gid: u.GID, mode: 0o700, what: "backup of " + r.String()}, m.asRoot); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", part, err)
+	}
+	df := os.NewFile(uintptr(fd), part)
+	rep, err := c.Call(ctx, msg(part), df)
+	df.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s's part of the backup: %w", r, roleError(r, err))
+	}
+	return rep, nil
+}
+
+// queueConn returns the channel to queue when queue serves.
+func (m *Master) queueConn() (*ipc.Conn, error) {
+	var c *ipc.Conn
+	m.call(func() {
+		if p := m.procs[ipc.RoleQueue]; p != nil && p.state == stateReady && p.conn != nil {
+			c = p.conn
+		}
+	})
+	if c == nil {
+		return nil, errors.New("queue unavailable (see moxctl status)")
+	}
+	return c, nil
+}
+
+// roleError makes an error from a role readable for the admin, as
+// storeError does for store.
+func roleError(r ipc.Role, err error) error {
+	var re *ipc.RemoteError
+	if errors.As(err, &re) {
+		return fmt.Errorf("%s: %s", r, re.Message)
+	}
+	return err
 }
 
 // copyTree copies the regular files and directories below src to dst (new),
@@ -513,8 +562,8 @@ func writeManifest(dir, hostname string, now time.Time, res ctl.BackupResult) (i
 	fmt.Fprintf(&b, "# moxd backup manifest\n")
 	fmt.Fprintf(&b, "version: %s\nbuild: %s\n", version.Version, version.BuildID())
 	fmt.Fprintf(&b, "time: %s\nhostname: %s\n", now.UTC().Format(time.RFC3339), hostname)
+	fmt.Fprintf(&b, "queue: %d messages, %d recipients (taken before store's part)\n", res.QueueMessages, res.QueueRecipients)
 	fmt.Fprintf(&b, "store: %d accounts, %d messages, %d bytes\n", res.Accounts, res.Messages, res.Bytes)
-	fmt.Fprintf(&b, "queue: not included: moxd-queue keeps no data yet; a later version adds its part, taken before store's\n")
 	fmt.Fprintf(&b, "files: %d, sha256 and path relative to this directory:\n", len(files))
 	for _, rel := range files {
 		sum, err := fileSHA256(filepath.Join(dir, rel))

@@ -542,13 +542,16 @@ func TestGenTestData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(sum, "wrote 2 accounts") {
+	if !strings.Contains(sum, "wrote 2 accounts") || !strings.Contains(sum, "a queue with 4 messages") {
 		t.Errorf("summary %q", sum)
 	}
 	for _, a := range testdataAccounts {
 		if _, err := os.Stat(filepath.Join(dir, "store", "accounts", a, "index.db")); err != nil {
 			t.Errorf("account %s: %v", a, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "queue", "queue.db")); err != nil {
+		t.Errorf("queue: %v", err)
 	}
 	// Deterministic: a second run writes the same report.
 	var log2 bytes.Buffer
@@ -583,5 +586,33 @@ func TestVerifyData(t *testing.T) {
 	code, stdout, _ = runIn(t, nil, verifyChild, dir)
 	if code != ExitFailed || !strings.Contains(stdout, "account bob: ") || strings.Contains(stdout, "account alice: ") {
 		t.Errorf("damaged data: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestVerifyQueue checks the generated queue (clean), then with a message
+// file gone and a file of a transaction that never committed, which -fix
+// removes while the missing file stays a problem. It runs the subcommand
+// verifydata runs as the queue user.
+func TestVerifyQueue(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := genTestData(dir, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runIn(t, nil, verifyQueueChild, dir)
+	if code != ExitOK || !strings.Contains(stdout, "queue checked in "+filepath.Join(dir, "queue")+", 0 problems") {
+		t.Fatalf("clean data: exit %d\n%s%s", code, stdout, stderr)
+	}
+	os.Remove(filepath.Join(dir, "queue", "msg", "0000", "2"))
+	os.WriteFile(filepath.Join(dir, "queue", "msg", "0000", "ff"), []byte("x"), 0o600)
+	code, stdout, _ = runIn(t, nil, verifyQueueChild, filepath.Join(dir, "queue"), "-fix")
+	if code != ExitFailed || !strings.Contains(stdout, "queue: message 2: message file: ") || !strings.Contains(stdout, "queue: file 0000/ff: at or above nextfile 5 (left by a transaction that did not commit) (fixed)") || !strings.Contains(stdout, "2 problems") {
+		t.Errorf("damaged data: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runIn(t, nil, verifyQueueChild, dir)
+	if code != ExitFailed || !strings.Contains(stdout, ", 1 problems") {
+		t.Errorf("after -fix: exit %d\n%s", code, stdout)
+	}
+	if code, _, stderr := runIn(t, nil, verifyQueueChild, t.TempDir()); code != ExitFailed || !strings.Contains(stderr, "has no queue") {
+		t.Errorf("directory without queue: exit %d\n%s", code, stderr)
 	}
 }

@@ -349,6 +349,7 @@ func (c *cli) backup(args []string) int {
 	if c.json {
 		return c.printJSON(res)
 	}
-	fmt.Fprintf(c.stdout, "backup written to %s: %d accounts, %d messages, %s; %d files listed in manifest.txt\n", res.Dir, res.Accounts, res.Messages, formatSize(int64(res.Bytes)), res.Files)
+	fmt.Fprintf(c.stdout, "backup written to %s: %d accounts, %d messages, %s; queue: %d messages, %d recipients; %d files listed in manifest.txt\n",
+		res.Dir, res.Accounts, res.Messages, formatSize(int64(res.Bytes)), res.QueueMessages, res.QueueRecipients, res.Files)
 	return ExitOK
 }

@@ -1,10 +1,12 @@
 package moxctl
 
-// gentestdata: an offline store directory with accounts, nested mailboxes,
-// messages with flags and keywords, expunged messages (tombstones), a copy
-// and a move, built with package account exactly as moxd-store would. The
-// content is deterministic (a seeded generator and a fixed clock), so tests
-// and verifydata can rely on it; it is small, so it is built in well under
+// gentestdata: an offline data directory. Its store part has accounts,
+// nested mailboxes, messages with flags and keywords, expunged messages
+// (tombstones), a copy and a move, built with package account exactly as
+// moxd-store would; its queue part has submitted messages and a local
+// retry, built with package queue (queue.GenTestData). The content is
+// deterministic (a seeded generator and a fixed clock), so tests and
+// verifydata can rely on it; it is small, so it is built in well under
 // two seconds.
 
 import (
@@ -18,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"moxd/internal/queue"
 	"moxd/internal/storage/account"
 )
 
@@ -43,7 +46,7 @@ func (c *cli) gentestdata(args []string) int {
 }
 
 // genTestData writes DIR/store/accounts/<name> for each test account and
-// returns a summary line.
+// DIR/queue, and returns a summary line.
 func genTestData(dir string, log io.Writer) (string, error) {
 	store := filepath.Join(dir, "store")
 	tmp := filepath.Join(store, "tmp")
@@ -64,7 +67,16 @@ func genTestData(dir string, log io.Writer) (string, error) {
 		fmt.Fprintf(log, "account %s: %d messages\n", name, n)
 		total += n
 	}
-	return fmt.Sprintf("wrote %d accounts with %d messages to %s", len(testdataAccounts), total, store), nil
+	qdir := filepath.Join(dir, "queue")
+	if err := os.Mkdir(qdir, 0o700); err != nil {
+		return "", err
+	}
+	td, err := queue.GenTestData(qdir, clock)
+	if err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	fmt.Fprintf(log, "queue: %d messages, %d recipients, %d DMARC evaluations\n", td.Messages, td.Recipients, td.Evaluations)
+	return fmt.Sprintf("wrote %d accounts with %d messages to %s, and a queue with %d messages to %s", len(testdataAccounts), total, store, td.Messages, qdir), nil
 }
 
 // Words for generated subjects and bodies.

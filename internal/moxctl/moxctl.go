@@ -3,8 +3,8 @@
 // opens moxd's data itself: files to import or deliver are opened as the
 // admin and passed to master as fds; exports arrive as a stream. The
 // offline commands verifydata and gentestdata, which do open a data
-// directory, run as the store's user (verifydata re-executes moxctl with the
-// store's uid when started as root).
+// directory, run as the owners of its parts (verifydata re-executes moxctl
+// with the store's and the queue's uids when started as root).
 package moxctl
 
 import (
@@ -66,8 +66,8 @@ commands:
                          write all mailboxes (or one) of ACCOUNT into the new or empty DIR
   deliver ADDRESS        deliver the message on standard input to the account of ADDRESS
   backup DIR             write a backup of moxd's data into the new directory DIR
-  verifydata DIR [-fix]  check (and with -fix repair) the accounts in a data or backup directory, offline
-  gentestdata DIR        write a store directory with test accounts and messages, offline
+  verifydata DIR [-fix]  check (and with -fix repair) the accounts and the queue in a data or backup directory, offline
+  gentestdata DIR        write a data directory with test accounts, messages and a queue, offline
   help                   this text
 
   -f file   configuration file (default ` + DefaultConfig + `)
@@ -186,6 +186,8 @@ func MainIO(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return c.gentestdata(args[1:])
 	case verifyChild:
 		return c.verifyChild(args[1:])
+	case verifyQueueChild:
+		return c.verifyQueueChild(args[1:])
 	}
 	fmt.Fprintf(stderr, "moxctl: unknown command %q\n", args[0])
 	return c.usage()

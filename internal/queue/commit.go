@@ -46,6 +46,12 @@ type Queue struct {
 	// Owned by the commit goroutine: unlink records whose files are gone.
 	clearUnlink []uint64
 
+	// Guarded by backupMu: backups running, and the files whose deletion
+	// waits for them (backup.go).
+	backupMu   sync.Mutex
+	backups    int
+	heldUnlink []uint64
+
 	messages   atomic.Int64 // queued messages
 	recipients atomic.Int64 // recipient records (queued or failed)
 	commits    atomic.Int64 // write transactions committed
@@ -327,12 +333,25 @@ func (w *wtx) unlinkFile(id uint64) error {
 		return err
 	}
 	q := w.q
-	w.after = append(w.after, func() {
-		if err := os.Remove(q.filePath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			q.log.Error("remove delivered message file; it is retried at the next start", "file", id, "err", err)
-			return
-		}
-		q.clearUnlink = append(q.clearUnlink, id)
-	})
+	w.after = append(w.after, func() { q.removeFile(id) })
 	return nil
+}
+
+// removeFile deletes file id, whose unlink record is committed, and notes
+// the record for deletion in the next commit. While a backup runs, the
+// file is held back instead, so every file its snapshot names still
+// exists. It runs on the commit goroutine.
+func (q *Queue) removeFile(id uint64) {
+	q.backupMu.Lock()
+	if q.backups > 0 {
+		q.heldUnlink = append(q.heldUnlink, id)
+		q.backupMu.Unlock()
+		return
+	}
+	q.backupMu.Unlock()
+	if err := os.Remove(q.filePath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		q.log.Error("remove delivered message file; it is retried at the next start", "file", id, "err", err)
+		return
+	}
+	q.clearUnlink = append(q.clearUnlink, id)
 }

@@ -7,7 +7,8 @@
 // and web (submit.go; it checks the session with store and enforces
 // sender ownership and daily limits itself), DMARC evaluations from smtp
 // (reports.go), and local retries from smtp (retry.go), which it delivers
-// through store with backoff. Submitted messages stay queued: outbound
+// through store with backoff. Master asks it for its part of a backup
+// (backup.go). Submitted messages stay queued: outbound
 // delivery, DSNs, routes and DKIM signing come with the next issue, and
 // nothing here sends them.
 //
@@ -70,6 +71,9 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	for _, r := range []ipc.Role{ipc.RoleSubmission, ipc.RoleWeb, ipc.RoleSMTP} {
 		w.Handle(r, h)
 	}
+	// Master's channel has a handler of its own: queue administration
+	// (the backup) is served there only.
+	w.Handle(ipc.RoleMaster, ipc.HandlerFunc(sv.serveMaster))
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 type Problem struct {
 	Where string // "message 12", "file 0000/1f", ...
 	What  string
+	Fixed bool // repaired by VerifyFix
 }
 
 // Verify checks the queue in dir (not in use by a running moxd-queue):
@@ -34,6 +36,18 @@ type Problem struct {
 //   - every file in msg/ belongs to one message or is listed in unlink,
 //     and no file at or above nextfile exists.
 func Verify(dir string) ([]Problem, error) {
+	return VerifyFix(dir, false)
+}
+
+// VerifyFix is Verify that, with fix, also repairs what is trivially safe
+// to repair, which is what moxd-queue itself does when it starts: it
+// deletes message files at or above nextfile (linked by a transaction that
+// never committed, so never acknowledged) and whatever is left in tmp/
+// (spooled messages that were never queued). Those are reported with
+// Fixed set. Nothing else is changed: any other problem needs a look by
+// hand. The database is held open (read-only, which keeps a moxd-queue
+// from starting) while files are deleted.
+func VerifyFix(dir string, fix bool) ([]Problem, error) {
 	path := filepath.Join(dir, dbName)
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("queue database: %w", err)
@@ -48,7 +62,7 @@ func Verify(dir string) ([]Problem, error) {
 
 	var problems []Problem
 	add := func(where, format string, args ...any) {
-		problems = append(problems, Problem{where, fmt.Sprintf(format, args...)})
+		problems = append(problems, Problem{Where: where, What: fmt.Sprintf(format, args...)})
 	}
 	files := map[uint64]uint64{} // file id -> message id, 0 for unlink
 	var nextfile uint64
@@ -182,9 +196,28 @@ func Verify(dir string) ([]Problem, error) {
 			}
 			if id >= nextfile {
 				add(where, "at or above nextfile %d (left by a transaction that did not commit)", nextfile)
+				if fix {
+					if err := os.Remove(filepath.Join(msgDir, fan.Name(), e.Name())); err != nil {
+						return problems, err
+					}
+					problems[len(problems)-1].Fixed = true
+				}
 			} else if _, ok := files[id]; !ok {
 				add(where, "no message refers to it")
 			}
+		}
+	}
+	if fix {
+		tmpDir := filepath.Join(dir, "tmp")
+		entries, err := os.ReadDir(tmpDir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return problems, err
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(tmpDir, e.Name())); err != nil {
+				return problems, err
+			}
+			problems = append(problems, Problem{Where: "tmp/" + e.Name(), What: "left by a moxd-queue that stopped (never queued)", Fixed: true})
 		}
 	}
 	return problems, nil

@@ -17,6 +17,9 @@ func TestUpgrade(t *testing.T) {
 	}
 	for _, v := range versions {
 		t.Run(filepath.Base(v), func(t *testing.T) {
+			if _, err := os.Stat(filepath.Join(v, "store")); os.IsNotExist(err) {
+				t.Skip("no store part: the store schema did not change in this version")
+			}
 			// Work on a copy: opening may upgrade the database.
 			dst := filepath.Join(testDir(t), "data")
 			if out, err := exec.Command("cp", "-a", v, dst).CombinedOutput(); err != nil {
