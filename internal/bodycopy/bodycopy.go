@@ -152,6 +152,10 @@ func FromPipe(ctx context.Context, r *os.File, w io.Writer, size, max int64) (in
 			n += int64(m)
 		}
 		switch {
+		case err == io.EOF && ctx.Err() != nil:
+			// The end came after the caller gave up: refused, as a body
+			// completed after its deadline must be.
+			return n, stopped(ctx, n)
 		case err == io.EOF:
 			if size >= 0 && n != size {
 				return n, refuse(ErrSize, nil, "%d bytes received, %d declared", n, size)
