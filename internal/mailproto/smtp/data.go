@@ -139,20 +139,31 @@ type dotReader struct {
 	out       []byte // content of the current piece not yet returned
 }
 
+// Read returns message content. It fills p with as many lines as have
+// arrived, so the Session writes the message on in large pieces, not a
+// line at a time; it only waits for the network when it has nothing.
 func (r *dotReader) Read(p []byte) (int, error) {
-	for len(r.out) == 0 {
-		switch {
-		case r.viol != nil:
-			return 0, r.viol
-		case r.ioErr != nil:
-			return 0, r.ioErr
-		case r.done:
-			return 0, io.EOF
+	n := 0
+	for n < len(p) {
+		if len(r.out) == 0 {
+			if n > 0 && (r.br.Buffered() == 0 || r.viol != nil || r.ioErr != nil || r.done) {
+				break
+			}
+			switch {
+			case r.viol != nil:
+				return 0, r.viol
+			case r.ioErr != nil:
+				return 0, r.ioErr
+			case r.done:
+				return 0, io.EOF
+			}
+			r.next(true)
+			continue
 		}
-		r.next(true)
+		k := copy(p[n:], r.out)
+		r.out = r.out[k:]
+		n += k
 	}
-	n := copy(p, r.out)
-	r.out = r.out[n:]
 	return n, nil
 }
 
