@@ -36,11 +36,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 )
 
 // chunk is the buffer size for copying.
 const chunk = 256 << 10
+
+// buffers holds copy buffers of chunk+1 bytes: a delivery should not cost a
+// fresh 256 KiB allocation (and its zeroing) per message.
+var buffers = sync.Pool{New: func() any {
+	b := make([]byte, chunk+1)
+	return &b
+}}
 
 // The kinds of refusal; an *Error wraps exactly one of them.
 var (
@@ -131,7 +139,9 @@ func FromPipe(ctx context.Context, r *os.File, w io.Writer, size, max int64) (in
 		}
 	}()
 
-	buf := make([]byte, min(chunk, limit)+1)
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := (*bp)[:min(chunk, limit)+1]
 	var n int64
 	for {
 		if ctx.Err() != nil {
@@ -202,7 +212,9 @@ func FromFile(ctx context.Context, f *os.File, w io.Writer, max int64) (int64, e
 		return 0, refuse(ErrTooLarge, nil, "%d bytes, limit %d", size, max)
 	}
 
-	buf := make([]byte, min(chunk, size))
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := (*bp)[:min(chunk, size)]
 	var off int64
 	for off < size {
 		if err := ctx.Err(); err != nil {

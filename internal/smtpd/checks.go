@@ -67,37 +67,86 @@ func (s *session) checkSPF(ctx context.Context, st *smtp.State, from smtp.Path) 
 	return r
 }
 
-// dkimCheck verifies DKIM on the message as it is written to it.
+// dkimCheck verifies DKIM on the message as it is written to it. The
+// verifier starts only once the header section is known to hold a
+// DKIM-Signature field: an unsigned message costs no verification. Until
+// then the written bytes are kept (at most the header section, which
+// headerCapture bounds).
 type dkimCheck struct {
-	*io.PipeWriter
-	wg  sync.WaitGroup
-	res []dkim.Result
+	s       *session
+	ctx     context.Context
+	hc      *headerCapture // written before this writer in the same MultiWriter
+	decided bool
+	pending []byte
+	pw      *io.PipeWriter // nil: no verifier
+	failed  bool           // the verifier stopped reading
+	wg      sync.WaitGroup
+	res     []dkim.Result
 }
 
-// startDKIM starts a verifier reading what is written to the returned
-// writer.
-func (s *session) startDKIM(ctx context.Context) *dkimCheck {
+func (s *session) startDKIM(ctx context.Context, hc *headerCapture) *dkimCheck {
+	return &dkimCheck{s: s, ctx: ctx, hc: hc}
+}
+
+// Write never fails, so it can sit in the delivery's MultiWriter.
+func (d *dkimCheck) Write(p []byte) (int, error) {
+	if !d.decided {
+		d.pending = append(d.pending, p...)
+		if d.hc.done || d.hc.overflow {
+			d.decide()
+		}
+		return len(p), nil
+	}
+	d.forward(p)
+	return len(p), nil
+}
+
+// decide starts the verifier when the header has a signature (or is too
+// large to tell) and hands it what was kept.
+func (d *dkimCheck) decide() {
+	d.decided = true
+	pending := d.pending
+	d.pending = nil
+	if !d.hc.overflow && d.hc.count("DKIM-Signature") == 0 {
+		return
+	}
 	pr, pw := io.Pipe()
-	d := &dkimCheck{PipeWriter: pw}
+	d.pw = pw
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		ctx, cancel := context.WithTimeout(d.ctx, checkTimeout)
 		defer cancel()
-		res, err := dkim.Verify(ctx, s.set.resolver, pr, dkim.VerifyOptions{})
-		// Whatever the verifier left unread is the writer's to drop
-		// (discardWriter); closing the reader tells it.
+		res, err := dkim.Verify(ctx, d.s.set.resolver, pr, dkim.VerifyOptions{})
+		// Whatever the verifier left unread is dropped by forward.
 		pr.CloseWithError(io.ErrClosedPipe)
 		if err != nil {
-			s.log.Debug("dkim verification", "err", err)
+			d.s.log.Debug("dkim verification", "err", err)
 		}
 		d.res = res
 	}()
-	return d
+	d.forward(pending)
 }
 
-// results waits for the verifier and returns the signatures' results.
-func (d *dkimCheck) results() []dkim.Result {
+func (d *dkimCheck) forward(p []byte) {
+	if d.pw == nil || d.failed || len(p) == 0 {
+		return
+	}
+	if _, err := d.pw.Write(p); err != nil {
+		d.failed = true
+	}
+}
+
+// finish ends the message (err is the copy's error, nil at the end) and
+// returns the signatures' results.
+func (d *dkimCheck) finish(err error) []dkim.Result {
+	if !d.decided && err == nil {
+		d.decide()
+	}
+	if d.pw == nil {
+		return nil
+	}
+	d.pw.CloseWithError(err)
 	d.wg.Wait()
 	return d.res
 }

@@ -66,22 +66,6 @@ func (s *session) mxRcpt(ctx context.Context, st *smtp.State, r *smtp.RcptTo) er
 	return nil
 }
 
-// discardWriter swallows writes after its reader went away, so a checker
-// that stops reading early never stalls the delivery it watches.
-type discardWriter struct {
-	w      io.Writer
-	failed bool
-}
-
-func (d *discardWriter) Write(p []byte) (int, error) {
-	if !d.failed {
-		if _, err := d.w.Write(p); err != nil {
-			d.failed = true
-		}
-	}
-	return len(p), nil
-}
-
 func (s *session) mxData(ctx context.Context, st *smtp.State, body io.Reader) error {
 	if s.srv.localserve {
 		for _, r := range st.Rcpts {
@@ -97,9 +81,9 @@ func (s *session) mxData(ctx context.Context, st *smtp.State, body io.Reader) er
 	defer b.Release()
 
 	hc := &headerCapture{}
-	dk := s.startDKIM(ctx)
-	_, err = io.Copy(io.MultiWriter(storeWriter{b}, hc, &discardWriter{w: dk}), body)
-	dk.CloseWithError(err)
+	dk := s.startDKIM(ctx, hc)
+	_, err = io.Copy(io.MultiWriter(storeWriter{b}, hc, dk), body)
+	dkimResults := dk.finish(err)
 	if err != nil {
 		var we *storeWriteError
 		if errors.As(err, &we) {
@@ -110,7 +94,6 @@ func (s *session) mxData(ctx context.Context, st *smtp.State, body io.Reader) er
 	if err := b.CloseWrite(); err != nil {
 		return storeError(s.log, "write body", err)
 	}
-	dkimResults := dk.results()
 
 	// RFC 5321 §6.3: loop detection by Received count.
 	if n := hc.count("Received"); n >= maxHops {

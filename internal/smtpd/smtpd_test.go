@@ -2,11 +2,13 @@ package smtpd
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +44,7 @@ func TestMXDelivery(t *testing.T) {
 		t.Fatalf("delivered %+v", d)
 	}
 	prefix := strings.ReplaceAll(string(d[0].env.Prefix), "\r\n\t", " ")
-	for _, want := range []string{"Authentication-Results: mail.example.org", "Received: from client.example ([127.0.0.1]) by mail.example.org (moxd) with ESMTP (no dnssec-authentic lookups) id ", "spf=none"} {
+	for _, want := range []string{"Authentication-Results: mail.example.org", "dkim=none", "Received: from client.example ([127.0.0.1]) by mail.example.org (moxd) with ESMTP (no dnssec-authentic lookups) id ", "spf=none"} {
 		if !strings.Contains(prefix, want) {
 			t.Errorf("prefix lacks %q:\n%s", want, prefix)
 		}
@@ -308,5 +310,39 @@ func TestReconfigure(t *testing.T) {
 	c4.reply()
 	if got := c4.expect("EHLO client.example", "250"); !strings.Contains(got, "RCPTMAX=100") {
 		t.Fatalf("EHLO after reload %q, want the new RCPTMAX", got)
+	}
+}
+
+// TestDKIMLazy: the verifier starts only for a signed message, also when
+// the header arrives in small pieces.
+func TestDKIMLazy(t *testing.T) {
+	signed, rec := signEd25519(t, testMsg, "sender.example", "sel")
+	zone := dnstest.Start(t, `sel._domainkey.sender.example. 300 IN TXT "`+rec+`"`)
+	r, err := dns.New(dns.Config{Servers: []string{zone.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{set: &settings{resolver: r}, log: slog.New(slog.DiscardHandler)}
+	for _, tc := range []struct {
+		msg    string
+		signed bool
+	}{{signed, true}, {testMsg, false}} {
+		hc := &headerCapture{}
+		dk := s.startDKIM(context.Background(), hc)
+		for i := 0; i < len(tc.msg); i += 7 {
+			p := []byte(tc.msg[i:min(i+7, len(tc.msg))])
+			hc.Write(p)
+			dk.Write(p)
+		}
+		if (dk.pw != nil) != tc.signed {
+			t.Fatalf("signed %v: verifier started %v", tc.signed, dk.pw != nil)
+		}
+		res := dk.finish(nil)
+		if tc.signed && (len(res) != 1 || res[0].Status != "pass") {
+			t.Fatalf("results %+v, want one pass", res)
+		}
+		if !tc.signed && res != nil {
+			t.Fatalf("unsigned message has results %+v", res)
+		}
 	}
 }
