@@ -61,7 +61,7 @@ const (
 	inboundAccount = "rcpt"
 	inboundRcpt    = inboundAccount + "@" + inboundDomain
 	inboundHost    = "mx." + inboundDomain
-	inboundPoll    = 5 * time.Millisecond
+	inboundPoll    = 10 * time.Millisecond
 )
 
 // inboundLimitsRaised is the part of moxd.conf the case adds to the config

@@ -152,7 +152,8 @@ func (d *dkimCheck) finish(err error) []dkim.Result {
 }
 
 // checkDMARC evaluates DMARC for the message's From domain. The evaluation
-// for aggregate reports is returned when the domain has a record.
+// for aggregate reports is returned when the domain's record asks for them
+// (rua=).
 func (s *session) checkDMARC(ctx context.Context, st *smtp.State, header []byte, dk []dkim.Result) (dmarcResult, *dmarc.Evaluation) {
 	fromDomain, err := dmarc.FromDomain(header)
 	if err != nil {
@@ -164,7 +165,9 @@ func (s *session) checkDMARC(ctx context.Context, st *smtp.State, header []byte,
 	args := dmarc.Args{FromDomain: fromDomain, SPF: s.tx.spf, DKIM: dk}
 	res := dmarc.Verify(ctx, s.set.resolver, args)
 	s.log.Debug("dmarc", "status", res.Status, "domain", res.Domain, "policy", res.Policy, "reject", res.Reject, "authentic", res.Authentic)
-	if res.Record == nil {
+	if res.Record == nil || len(res.Record.RUA) == 0 {
+		// RFC 7489 §7.2: aggregate reports go to the rua= addresses; a
+		// domain without them gets none, so nothing is kept for it.
 		return dmarcResult{Result: res, evaluated: true}, nil
 	}
 	envTo := ""

@@ -151,7 +151,7 @@ func TestMXAuthChecks(t *testing.T) {
 		`sender.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
 		`sel._domainkey.sender.example. 300 IN TXT "`+rec+`"`,
 		`_dmarc.sender.example. 300 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@sender.example"`,
-		`_dmarc.strict.example. 300 IN TXT "v=DMARC1; p=reject"`,
+		`_dmarc.strict.example. 300 IN TXT "v=DMARC1; p=reject; rua=mailto:r@strict.example"`,
 		`strict.example. 300 IN TXT "v=spf1 -all"`,
 		`1.0.0.127.in-addr.arpa. 300 IN PTR client.sender.example.`,
 		`client.sender.example. 300 IN A 127.0.0.1`,
