@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -293,7 +294,7 @@ func writeDynamic(path string, d *Dynamic, expect [32]byte, keep int, rename fun
 		return zero, err
 	}
 	sum := sha256.Sum256(data)
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return sum, fmt.Errorf("%s was replaced, but syncing its directory failed: %w", path, err)
 	}
 	return sum, nil
@@ -354,7 +355,7 @@ func keepVersions(path string, cur []byte, mode fs.FileMode, keep int, rename fu
 		os.Remove(tmp)
 		return fmt.Errorf("keeping previous version of %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("keeping previous version of %s: %w", path, err)
 	}
 	return nil
@@ -389,19 +390,6 @@ func writeTemp(path string, data []byte, mode fs.FileMode) (name string, rerr er
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Name(), nil
-}
-
-// syncDir makes renames in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // cloneValue returns a deep copy of v (structs, slices and plain values, as

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"sync"
@@ -71,7 +72,7 @@ func (d *Dir) subdir(rel ...string) (string, error) {
 			return "", fmt.Errorf("create directory: %w", err)
 		}
 		if err == nil {
-			if err := syncDir(filepath.Dir(p)); err != nil {
+			if err := durable.SyncDirNoFollow(filepath.Dir(p)); err != nil {
 				return "", err
 			}
 		}
@@ -159,20 +160,7 @@ func writeFile(path string, data []byte) (rerr error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes directory entry changes in dir durable.
-func syncDir(dir string) error {
-	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		return fmt.Errorf("open directory to sync: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
+	return durable.SyncDirNoFollow(dir)
 }
 
 func fileUID(fi fs.FileInfo) (int, bool) {

@@ -21,8 +21,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -73,7 +73,7 @@ func (sv *service) backup(ctx context.Context, m *ipc.QueueBackup, dir *os.File)
 	if err := sv.reports.backup(filepath.Join(base, reportsDBName)); err != nil {
 		return nil, nil, fmt.Errorf("backup of the report database: %w", err)
 	}
-	if err := syncDir(base); err != nil {
+	if err := durable.SyncDir(base); err != nil {
 		return nil, nil, err
 	}
 	sv.log.Info("backup written", "path", m.Path, "messages", c.Messages, "recipients", c.Recipients, "files", c.Files)
@@ -142,8 +142,8 @@ func (q *Queue) backup(ctx context.Context, dst string) (ipc.QueueBackupResult, 
 		}
 		p := filepath.Join(fan, strconv.FormatUint(id, 16))
 		err := os.Link(q.filePath(id), p)
-		if err != nil && linkImpossible(err) {
-			err = copyFile(q.filePath(id), p)
+		if err != nil && durable.LinkImpossible(err) {
+			err = durable.CopyFile(q.filePath(id), p, fileMode)
 		}
 		if err != nil {
 			return c, fmt.Errorf("message file %d: %w", id, err)
@@ -151,11 +151,11 @@ func (q *Queue) backup(ctx context.Context, dst string) (ipc.QueueBackupResult, 
 		c.Files++
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return c, err
 		}
 	}
-	return c, syncDir(msgDir)
+	return c, durable.SyncDir(msgDir)
 }
 
 // releaseHeld ends a backup: when it was the last one, the files held
@@ -203,36 +203,6 @@ func (r *reports) backup(path string) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	return err
-}
-
-// linkImpossible reports whether a hard link failed because the target is
-// on another file system or links are not allowed there; a copy does.
-func linkImpossible(err error) bool {
-	return errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.ENOTSUP)
-}
-
-// copyFile copies src to the new file dst and fsyncs it.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"sync"
@@ -283,7 +284,7 @@ func (q *Queue) commit(ops []*op) ([]error, error) {
 			}
 		}
 		for d := range w.syncDirs {
-			if err := syncDir(d); err != nil {
+			if err := durable.SyncDir(d); err != nil {
 				return err
 			}
 		}

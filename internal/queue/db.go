@@ -603,16 +603,3 @@ func (q *Queue) recover() error {
 	}
 	return nil
 }
-
-// syncDir fsyncs a directory, making the names created in it durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory for sync: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}

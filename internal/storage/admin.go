@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -483,7 +484,7 @@ func (sv *service) backup(ctx context.Context, m *ipc.Backup, dir *os.File) (ipc
 		res.Messages += uint64(n)
 		res.Bytes += uint64(size)
 	}
-	if err := account.SyncDir(accountsDir); err != nil {
+	if err := durable.SyncDir(accountsDir); err != nil {
 		return nil, nil, err
 	}
 	sv.log.Info("backup written", "path", m.Path, "accounts", res.Accounts, "messages", res.Messages)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"sort"
@@ -413,7 +414,7 @@ func (s *Store) finishRemove(name string) error {
 	if err := os.Rename(dir, gone); err != nil {
 		return fmt.Errorf("account %s: move directory away: %w", name, err)
 	}
-	if err := account.SyncDir(s.accountsDir()); err != nil {
+	if err := durable.SyncDir(s.accountsDir()); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -460,7 +461,7 @@ func writeSynced(path string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return account.SyncDir(filepath.Dir(path))
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 // withTimeout is the deadline for one store operation a peer asked for

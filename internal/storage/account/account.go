@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -176,7 +177,7 @@ func open(dir string, opts Options, create bool) (*Account, error) {
 	if create {
 		err = a.initDB()
 		if err == nil {
-			err = SyncDir(dir)
+			err = durable.SyncDir(dir)
 		}
 	} else {
 		err = a.checkSchema()
@@ -476,20 +477,6 @@ func emptyDir(dir string) error {
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("empty %s: %w", dir, err)
 		}
-	}
-	return nil
-}
-
-// SyncDir fsyncs a directory so that entries created in it are durable.
-// moxd-store uses it for its own directories too.
-func SyncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory for sync: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -73,20 +74,20 @@ func (a *Account) Backup(ctx context.Context, dstDir string) error {
 		}
 		dst := filepath.Join(dir, strconv.FormatUint(id, 16))
 		err := os.Link(a.filePath(id), dst)
-		if err != nil && linkImpossible(err) {
-			err = copyFile(a.filePath(id), dst)
+		if err != nil && durable.LinkImpossible(err) {
+			err = durable.CopyFile(a.filePath(id), dst, fileMode)
 		}
 		if err != nil {
 			return fmt.Errorf("backup message file: %w", err)
 		}
 	}
 	for dir := range dirs {
-		if err := SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
 	}
 	for _, dir := range []string{filepath.Join(dstDir, "msg"), dstDir} {
-		if err := SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
 	}

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
-	"syscall"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -479,43 +478,14 @@ func (w *wtx) linkFile(src string, id uint64) error {
 		os.Remove(dst)
 		err = os.Link(src, dst)
 	}
-	if err != nil && linkImpossible(err) {
-		err = copyFile(src, dst)
+	if err != nil && durable.LinkImpossible(err) {
+		err = durable.CopyFile(src, dst, fileMode)
 	}
 	if err != nil {
 		return fmt.Errorf("link message file: %w", err)
 	}
 	w.linked = append(w.linked, dst)
 	return nil
-}
-
-// linkImpossible tells errors for which a copy replaces the hard link.
-func linkImpossible(err error) bool {
-	return errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.ENOTSUP)
-}
-
-// copyFile copies src to a new file dst and fsyncs it.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
-	}
-	return err
 }
 
 // syncDirs fsyncs each touched fan-out directory once, and msg/ when a
@@ -525,12 +495,12 @@ func (w *wtx) syncDirs() error {
 		return nil
 	}
 	for dir := range w.dirs {
-		if err := SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return err
 		}
 	}
 	if w.newFan {
-		if err := SyncDir(filepath.Join(w.a.dir, "msg")); err != nil {
+		if err := durable.SyncDir(filepath.Join(w.a.dir, "msg")); err != nil {
 			return err
 		}
 	}

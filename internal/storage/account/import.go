@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"moxd/internal/durable"
 	"os"
 	"path/filepath"
 	"sync"
@@ -93,10 +94,10 @@ func (im *Import) AddBody(ctx context.Context, body *Body, flags Flags, keywords
 	f.Close()
 	os.Remove(p)
 	if err := os.Link(body.path, p); err != nil {
-		if !linkImpossible(err) {
+		if !durable.LinkImpossible(err) {
 			return fmt.Errorf("stage imported message: %w", err)
 		}
-		if err := copyFile(body.path, p); err != nil {
+		if err := durable.CopyFile(body.path, p, fileMode); err != nil {
 			return fmt.Errorf("stage imported message: %w", err)
 		}
 	}
