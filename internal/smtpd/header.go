@@ -47,20 +47,16 @@ func (h *headerCapture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// header returns the header section (each field CRLF-terminated), or nil
-// when it was too large.
+// header returns the header section (each field CRLF-terminated; for a
+// message without an empty line, all of it), or nil when it was too large.
 func (h *headerCapture) header() []byte {
 	if h.overflow {
 		return nil
 	}
-	if !h.done {
-		// A message that is all header (no body, no empty line).
-		return h.buf
-	}
 	return h.buf
 }
 
-// fields calls f for every header field name (as written) in order.
+// fieldNames returns the header field names (as written) in order.
 func (h *headerCapture) fieldNames() []string {
 	var names []string
 	for line := range bytes.Lines(h.header()) {

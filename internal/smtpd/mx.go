@@ -55,7 +55,7 @@ func (s *session) mxRcpt(ctx context.Context, st *smtp.State, r *smtp.RcptTo) er
 		if state == storeclient.RcptUnknown {
 			// An unknown recipient costs the client time, so guessing
 			// addresses is slow.
-			s.log.Info("unknown recipient", "rcpt", addressLog(r.Path))
+			s.log.Info("unknown recipient", "rcpt", r.Path.LogString())
 			if err := s.sleep(ctx, s.set.cfg.Limits.UnknownRecipientDelay); err != nil {
 				return err
 			}

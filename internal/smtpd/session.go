@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	"moxd/internal/auth"
@@ -145,9 +144,3 @@ func rcptStateReply(state storeclient.RcptState, text string) *smtp.Reply {
 	}
 	return reply(451, "4.3.0", "local error, try again later")
 }
-
-// addressLog is an address for logs, with non-ASCII escaped.
-func addressLog(p smtp.Path) string { return p.LogString() }
-
-// lowerLocalpart is used for the localserve special localparts.
-func lowerLocalpart(p smtp.Path) string { return strings.ToLower(p.Localpart) }
