@@ -20,9 +20,14 @@
 //
 // moxd's side runs in the namespace too: the test executes its own binary
 // there (TestDNSBedInside), which reads the namespace's resolv.conf with
-// dns.ParseResolvConf like moxd-master does.
+// dns.ParseResolvConf like moxd-master does. Then the same cases go end to
+// end through the real moxd (moxd_test.go): swaks delivers each message to
+// moxd-master's port 25 in the namespace from the case's client address,
+// and the stored Authentication-Results and Received headers must match
+// the peers' verdicts.
 //
-// The test needs root (network namespaces) and the peers .ci/run installs.
+// The test needs root (network namespaces and moxd's role uids) and the
+// peers .ci/run installs.
 // Without them it is skipped, except in CI (CI set), where it fails.
 package dnsbed
 
@@ -168,18 +173,31 @@ type verdict struct {
 
 // mailauthCase is one line of mailauth-verdicts.js's output.
 type mailauthCase struct {
-	Name string `json:"name"`
-	SPF  string `json:"spf"`
-	DKIM []struct {
-		Domain   string `json:"domain"`
-		Selector string `json:"selector"`
-		Result   string `json:"result"`
-		Comment  string `json:"comment"`
-	} `json:"dkim"`
+	Name  string        `json:"name"`
+	SPF   string        `json:"spf"`
+	DKIM  []mailauthSig `json:"dkim"`
 	DMARC struct {
 		Result string `json:"result"`
 		Policy string `json:"policy"`
 	} `json:"dmarc"`
+}
+
+type mailauthSig struct {
+	Domain   string `json:"domain"`
+	Selector string `json:"selector"`
+	Result   string `json:"result"`
+	Comment  string `json:"comment"`
+}
+
+// result is mailauth's result in RFC 8601 terms. mailauth reports a body
+// hash mismatch as "neutral" ("body hash did not verify"). RFC 6376 §6.1.3
+// makes it a failed verification (PERMFAIL), RFC 8601 §2.7.1 "fail", which
+// is what moxd (and dkimverify) say; it is compared as fail.
+func (s mailauthSig) result() string {
+	if s.Result == "neutral" && s.Comment == "body hash did not verify" {
+		return string(dkim.StatusFail)
+	}
+	return s.Result
 }
 
 type pyspfCase struct {
@@ -203,13 +221,15 @@ json.dump(out, sys.stdout)
 `
 
 // TestDNSBed runs the cases through every verifier inside the bed and
-// compares the verdicts with each other and with what the case expects.
+// through moxd itself, and compares the verdicts with each other and with
+// what the case expects. moxd's binaries are built while the bed comes up.
 func TestDNSBed(t *testing.T) {
 	needPeers(t)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	build := startBuild(t, ctx)
 	dir := t.TempDir()
 	zones := []*zone{
 		{Name: "bed.test", Signed: true, Policy: "reject", PassIP: passIP},
@@ -232,6 +252,9 @@ func TestDNSBed(t *testing.T) {
 	mailauth := b.runMailauth(peerCases)
 	dkimpy := b.runDkimverify(peerCases, cases)
 	ad := b.digAuthentic(cases)
+	m := b.startMoxd(build.wait(t))
+	t.Logf("moxd ready after %s", time.Since(start).Round(time.Millisecond))
+	e2e := b.runMoxd(m, peerCases, cases)
 
 	if len(ours.Servers) != 1 || ours.Servers[0] != "127.0.0.1:53" || !ours.TrustAD {
 		t.Errorf("inside the namespace, dns.ParseResolvConf gave servers %v, trust-ad %v; want [127.0.0.1:53], true", ours.Servers, ours.TrustAD)
@@ -241,6 +264,7 @@ func TestDNSBed(t *testing.T) {
 	}
 	for i, c := range cases {
 		compareCase(t, c, byName, ours.Cases[i], pyspf[i], mailauth[i], dkimpy[i], ad)
+		compareMoxd(t, c, byName, e2e[i], pyspf[i], mailauth[i], dkimpy[i])
 	}
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
 }
@@ -303,15 +327,7 @@ func compareCase(t *testing.T, c bedCase, zones map[string]*zone, o ourCase, py 
 			if dkimpy[i] != (od.Result == string(dkim.StatusPass)) {
 				errorf("%s: dkimverify says verified=%v, we say %s (%s)", what, dkimpy[i], od.Result, od.Err)
 			}
-			// mailauth reports a body hash mismatch as "neutral" ("body
-			// hash did not verify"). RFC 6376 §6.1.3 makes it a failed
-			// verification (PERMFAIL), RFC 8601 §2.7.1 "fail", which is
-			// what moxd (and dkimverify) say; compare it as fail.
-			maResult := md.Result
-			if maResult == "neutral" && md.Comment == "body hash did not verify" {
-				maResult = string(dkim.StatusFail)
-			}
-			if maResult != od.Result {
+			if md.result() != od.Result {
 				errorf("%s: mailauth says %s (%s), we say %s (%s)", what, md.Result, md.Comment, od.Result, od.Err)
 			}
 			checkAuthentic(t, c.name, what, od.Authentic, zones[sg.domain], ad, sg.selector+"._domainkey."+sg.domain+"/TXT")
@@ -464,7 +480,7 @@ func needPeers(t *testing.T) {
 	for _, c := range []struct{ cmd, pkg string }{
 		{"ip", "iproute2"}, {"knotd", "knot"}, {"keymgr", "knot"}, {"unbound", "unbound"},
 		{"dig", "bind9-dnsutils"}, {"dknewkey", "python3-dkim"}, {"dkimsign", "python3-dkim"},
-		{"dkimverify", "python3-dkim"}, {"node", "nodejs"},
+		{"dkimverify", "python3-dkim"}, {"node", "nodejs"}, {"swaks", "swaks"},
 	} {
 		if _, err := exec.LookPath(c.cmd); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", c.cmd, c.pkg))
@@ -658,33 +674,43 @@ func (b *bed) run(stdin []byte, name string, args ...string) (stdout, stderr str
 	return o.String(), e.String(), cmd.ProcessState.ExitCode()
 }
 
+// proc is a server started by daemon.
+type proc struct {
+	log  *syncBuffer
+	done chan struct{} // closed when it has exited, with err set
+	err  error
+}
+
 // daemon starts a server in the namespace in the foreground; ip netns
 // exec execs it, so the PID is the server's. It is stopped by that PID when
 // the test ends, and killed should the test binary die first.
-func (b *bed) daemon(name string, args ...string) {
+func (b *bed) daemon(name string, args ...string) *proc {
 	b.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", b.ns, name}, args...)...)
-	log := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
+	p := &proc{log: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		b.t.Fatalf("start %s: %v", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	b.t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
-			<-done
+			<-p.done
 			b.t.Errorf("%s (pid %d) did not stop within 10s of SIGTERM", name, cmd.Process.Pid)
 		}
 		if b.t.Failed() {
-			b.t.Logf("%s log:\n%s", name, log.String())
+			b.t.Logf("%s log:\n%s", filepath.Base(name), p.log.String())
 		}
 	})
+	return p
 }
 
 type syncBuffer struct {
