@@ -64,14 +64,15 @@ func (s *session) Reset(st *smtp.State) {
 	s.rcpts = nil
 }
 
-// storeAddress is the form of a path store and queue resolve: the local
-// part as meant (unquoted) and the domain in A-labels.
+// storeAddress is the form of a path store and queue resolve: the mailbox
+// as RFC 5321 writes it (a local part that is no dot-string quoted, which
+// both unquote), with the domain in A-labels.
 func storeAddress(p smtp.Path) (string, error) {
 	d, err := p.ASCIIDomain()
 	if err != nil {
 		return "", err
 	}
-	return p.Localpart + "@" + d, nil
+	return smtp.Path{Localpart: p.Localpart, Domain: d}.Address(), nil
 }
 
 func (s *session) Mail(ctx context.Context, st *smtp.State, m *smtp.MailFrom) error {

@@ -17,6 +17,7 @@ import (
 
 	"moxd/internal/dns"
 	"moxd/internal/dns/dnstest"
+	"moxd/internal/mailproto/smtp"
 	"moxd/internal/storage/storeclient"
 )
 
@@ -345,4 +346,28 @@ func TestDKIMLazy(t *testing.T) {
 			t.Fatalf("unsigned message has results %+v", res)
 		}
 	}
+}
+
+// TestStoreAddress: store and queue get mailboxes as RFC 5321 writes them,
+// with A-label domains, and a quoted local part reaches store quoted.
+func TestStoreAddress(t *testing.T) {
+	for _, tc := range []struct {
+		p    smtp.Path
+		want string
+	}{
+		{smtp.Path{Localpart: "mjl", Domain: "Example.ORG"}, "mjl@example.org"},
+		{smtp.Path{Localpart: "a b", Domain: "example.org"}, `"a b"@example.org`},
+		{smtp.Path{Localpart: `a"b@c`, Domain: "example.org"}, `"a\"b@c"@example.org`},
+		{smtp.Path{Localpart: "jörg", Domain: "bücher.example"}, "jörg@xn--bcher-kva.example"},
+	} {
+		if got, err := storeAddress(tc.p); err != nil || got != tc.want {
+			t.Errorf("storeAddress(%+v) = %q, %v, want %q", tc.p, got, err, tc.want)
+		}
+	}
+	ts := startServer(t, defaultSlice(), nil)
+	ts.store.accounts[`"a b"@example.org`] = "mjl"
+	c := ts.dial(t)
+	c.greet()
+	c.expect("MAIL FROM:<a@sender.example>", "250")
+	c.expect(`RCPT TO:<"a b"@example.org>`, "250")
 }
