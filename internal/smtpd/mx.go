@@ -129,49 +129,42 @@ func (s *session) mxData(ctx context.Context, st *smtp.State, body io.Reader) er
 // retry and the answer is still 250 (DESIGN.md §4), because answering a
 // failure would make the client send the delivered copies again.
 func (s *session) settle(ctx context.Context, b storeBody, env storeclient.Envelope, results []storeclient.Result) error {
-	var delivered int
-	var retry []string
-	var firstTemp, firstPerm *storeclient.Result
-	for i := range results {
-		r := &results[i]
-		switch {
-		case r.State == storeclient.RcptOK && len(r.Retry) == 0:
-			delivered++
-			s.log.Info("delivered", "rcpt", s.rcpts[i].addr, "account", r.Account, "mailbox", r.Mailbox, "uid", r.UID)
-			continue
-		case r.State == storeclient.RcptOK:
-			// An alias whose members were partly delivered.
-			delivered++
-			retry = append(retry, r.Retry...)
-			continue
-		case r.State.Temporary():
-			if firstTemp == nil {
-				firstTemp = r
-			}
-		default:
-			if firstPerm == nil {
-				firstPerm = r
-			}
-		}
-		if len(r.Retry) > 0 {
-			delivered++ // partly delivered alias
-			retry = append(retry, r.Retry...)
-		} else {
-			retry = append(retry, s.rcpts[i].addr)
-		}
-		s.log.Info("delivery failed", "rcpt", s.rcpts[i].addr, "state", r.State, "text", r.Text)
-	}
 	if len(results) != len(s.rcpts) {
 		s.log.Error("store answered for a different number of recipients", "got", len(results), "want", len(s.rcpts))
 		return reply(451, "4.3.0", "local error, try again later")
 	}
-	if delivered > 0 {
+	var full, partly int // recipients delivered to all, to some of their targets
+	var retry []string
+	var firstTemp, firstPerm *storeclient.Result
+	for i := range results {
+		r, addr := &results[i], s.rcpts[i].addr
+		switch {
+		case len(r.Retry) > 0:
+			// An alias whose members were partly delivered: only the
+			// failed members are tried again.
+			partly++
+			retry = append(retry, r.Retry...)
+			s.log.Info("delivery partly failed", "rcpt", addr, "retry", r.Retry, "text", r.Text)
+		case r.State == storeclient.RcptOK:
+			full++
+			s.log.Info("delivered", "rcpt", addr, "account", r.Account, "mailbox", r.Mailbox, "uid", r.UID)
+		default:
+			if r.State.Temporary() && firstTemp == nil {
+				firstTemp = r
+			} else if !r.State.Temporary() && firstPerm == nil {
+				firstPerm = r
+			}
+			retry = append(retry, addr)
+			s.log.Info("delivery failed", "rcpt", addr, "state", r.State, "text", r.Text)
+		}
+	}
+	if full+partly > 0 {
 		s.srv.delivered.Add(1)
 	}
 	switch {
-	case delivered == 0 && firstTemp != nil:
+	case full+partly == 0 && firstTemp != nil:
 		return rcptStateReply(firstTemp.State, firstTemp.Text)
-	case delivered == 0 && firstPerm != nil:
+	case full+partly == 0 && firstPerm != nil:
 		return rcptStateReply(firstPerm.State, firstPerm.Text)
 	case len(retry) > 0:
 		f, err := b.File(ctx)
@@ -186,7 +179,7 @@ func (s *session) settle(ctx context.Context, b storeBody, env storeclient.Envel
 			return reply(451, "4.3.0", "local error, try again later")
 		}
 		s.log.Info("local retry queued", "rcpts", retry)
-		return reply(250, "2.0.0", "message accepted, %d of %d recipients delivered, the rest queued", len(results)-len(retry), len(results))
+		return reply(250, "2.0.0", "message accepted, %d of %d recipients delivered, the rest queued", full, len(results))
 	}
 	return reply(250, "2.0.0", "message delivered")
 }
