@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"bytes"
-	"strings"
 )
 
 // maxCapturedHeader bounds the header section smtpd keeps of a message it
@@ -56,25 +55,15 @@ func (h *headerCapture) header() []byte {
 	return h.buf
 }
 
-// fieldNames returns the header field names (as written) in order.
-func (h *headerCapture) fieldNames() []string {
-	var names []string
+// count returns how many fields named name (case-insensitive) the header
+// section has.
+func (h *headerCapture) count(name string) int {
+	n, want := 0, []byte(name)
 	for line := range bytes.Lines(h.header()) {
 		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
 			continue // continuation of a folded field
 		}
-		if i := bytes.IndexByte(line, ':'); i > 0 {
-			names = append(names, string(bytes.TrimRight(line[:i], " \t")))
-		}
-	}
-	return names
-}
-
-// count returns how many fields named name (case-insensitive) there are.
-func (h *headerCapture) count(name string) int {
-	n := 0
-	for _, f := range h.fieldNames() {
-		if strings.EqualFold(f, name) {
+		if i := bytes.IndexByte(line, ':'); i > 0 && bytes.EqualFold(bytes.TrimRight(line[:i], " \t"), want) {
 			n++
 		}
 	}
