@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/idna"
+
+	"moxd/internal/mailproto/headerfield"
 )
 
 // Errors of FromDomain.
@@ -112,11 +114,7 @@ func (t token) is(c byte) bool {
 // isAtext reports whether c is atext (RFC 5322 §3.2.3), with the UTF-8
 // octets of RFC 6532 §3.2.
 func isAtext(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80:
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	return c >= 0x80 || headerfield.IsAtext(c)
 }
 
 // tokenize splits an address list into tokens, dropping comments and
