@@ -5,10 +5,14 @@
 package durable
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -67,4 +71,26 @@ func CopyFile(src, dst string, mode os.FileMode) error {
 		os.Remove(dst)
 	}
 	return err
+}
+
+// CreateTemp creates a new file named prefix-<random> in dir that nobody
+// else can have opened (O_EXCL|O_NOFOLLOW, mode 0600). The owners' temp
+// directories are their own; $TMPDIR is never used.
+func CreateTemp(dir, prefix string) (*os.File, error) {
+	if dir == "" {
+		return nil, errors.New("no temporary directory given")
+	}
+	for range 10 {
+		var rnd [12]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, prefix+"-"+hex.EncodeToString(rnd[:]))
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("no free file name in %s", dir)
 }

@@ -14,17 +14,13 @@ package queue
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
+	"moxd/internal/durable"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"moxd/internal/bodycopy"
@@ -194,26 +190,6 @@ func (s *spools) count() int {
 	return len(s.m)
 }
 
-// createTemp creates a new file in tmpDir that nobody else can have opened
-// (O_EXCL|O_NOFOLLOW, mode 0600). $TMPDIR is never used.
-func createTemp(tmpDir, kind string) (*os.File, error) {
-	for range 10 {
-		var rnd [12]byte
-		if _, err := rand.Read(rnd[:]); err != nil {
-			return nil, err
-		}
-		p := filepath.Join(tmpDir, kind+"-"+hex.EncodeToString(rnd[:]))
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		} else if err != nil {
-			return nil, fmt.Errorf("create queue file: %w", err)
-		}
-		return f, nil
-	}
-	return nil, errors.New("create queue file: no free name found")
-}
-
 // copyFromReader copies a message from r (a pipe from a peer) into a new
 // file in tmpDir and returns its path and size. With size >= 0 exactly
 // size bytes must arrive, followed by end of file; with size < 0
@@ -280,4 +256,13 @@ func copyError(err error, what string) error {
 		return fmt.Errorf("%w: %w", errBadMessage, err)
 	}
 	return fmt.Errorf("write %s: %w", what, err)
+}
+
+// createTemp creates a new file in tmpDir for kind (durable.CreateTemp).
+func createTemp(tmpDir, kind string) (*os.File, error) {
+	f, err := durable.CreateTemp(tmpDir, kind)
+	if err != nil {
+		return nil, fmt.Errorf("create queue file: %w", err)
+	}
+	return f, nil
 }

@@ -3,15 +3,13 @@ package account
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"mime"
+	"moxd/internal/durable"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -58,29 +56,6 @@ func (b *Body) Remove() error {
 		return fmt.Errorf("remove message body file: %w", err)
 	}
 	return nil
-}
-
-// createTemp creates a new file in tmpDir that nobody else can have opened
-// (O_EXCL|O_NOFOLLOW, mode 0600). $TMPDIR is never used.
-func createTemp(tmpDir string) (*os.File, error) {
-	if tmpDir == "" {
-		return nil, errors.New("create message body file: no temporary directory given")
-	}
-	for range 10 {
-		var rnd [12]byte
-		if _, err := rand.Read(rnd[:]); err != nil {
-			return nil, err
-		}
-		p := filepath.Join(tmpDir, "body-"+hex.EncodeToString(rnd[:]))
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		} else if err != nil {
-			return nil, fmt.Errorf("create message body file: %w", err)
-		}
-		return f, nil
-	}
-	return nil, errors.New("create message body file: no free name found")
 }
 
 // BodyFromReader copies a body from r, a pipe from a peer, into a new file
@@ -304,4 +279,13 @@ func parseFields(raw []byte) []hfield {
 		l[i].value = strings.TrimSpace(l[i].value)
 	}
 	return l
+}
+
+// createTemp creates a new body file in tmpDir (durable.CreateTemp).
+func createTemp(tmpDir string) (*os.File, error) {
+	f, err := durable.CreateTemp(tmpDir, "body")
+	if err != nil {
+		return nil, fmt.Errorf("create message body file: %w", err)
+	}
+	return f, nil
 }
