@@ -26,6 +26,7 @@ import (
 	"moxd/internal/dns"
 	"moxd/internal/mailproto/dmarc"
 	"moxd/internal/mailproto/smtp"
+	"moxd/internal/queue/queueclient"
 	"moxd/internal/storage/storeclient"
 )
 
@@ -146,8 +147,9 @@ type fakeRetry struct {
 }
 
 type fakeSubmission struct {
-	req  submitRequest
-	body string
+	env   queueclient.Envelope
+	rcpts []queueclient.Recipient
+	body  string
 }
 
 func (q *fakeQueue) LocalRetry(ctx context.Context, body *os.File, mailFrom string, rcpts []string, prefix []byte, received time.Time) error {
@@ -182,13 +184,13 @@ type fakeSpool struct {
 func (s *fakeSpool) Write(p []byte) (int, error) { return s.buf.Write(p) }
 func (s *fakeSpool) CloseWrite() error           { return nil }
 func (s *fakeSpool) Release()                    {}
-func (s *fakeSpool) Submit(ctx context.Context, req submitRequest) (uint64, error) {
+func (s *fakeSpool) Submit(ctx context.Context, env queueclient.Envelope, rcpts []queueclient.Recipient) (uint64, error) {
 	s.q.mu.Lock()
 	defer s.q.mu.Unlock()
 	if s.q.errSubmit != nil {
 		return 0, s.q.errSubmit
 	}
-	s.q.submitted = append(s.q.submitted, fakeSubmission{req, s.buf.String()})
+	s.q.submitted = append(s.q.submitted, fakeSubmission{env: env, rcpts: rcpts, body: s.buf.String()})
 	return uint64(len(s.q.submitted)), nil
 }
 

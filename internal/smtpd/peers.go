@@ -9,6 +9,7 @@ import (
 
 	"moxd/internal/auth"
 	"moxd/internal/mailproto/dmarc"
+	"moxd/internal/queue/queueclient"
 	"moxd/internal/storage/storeclient"
 )
 
@@ -65,25 +66,6 @@ type spool interface {
 	CloseWrite() error
 	// Submit queues the spooled message; queue checks the token and the
 	// sender and applies the account's limits.
-	Submit(ctx context.Context, req submitRequest) (uint64, error)
+	Submit(ctx context.Context, env queueclient.Envelope, rcpts []queueclient.Recipient) (uint64, error)
 	Release()
-}
-
-// submitRequest is a submission's envelope.
-type submitRequest struct {
-	Token      auth.Token
-	MailFrom   string
-	Rcpts      []submitRcpt
-	RequireTLS bool
-	SMTPUTF8   bool
-	EightBit   bool
-	Ret        string // "", "FULL" or "HDRS"
-	EnvID      string
-	Prefix     []byte
-}
-
-type submitRcpt struct {
-	Address string
-	Notify  uint8 // smtp.Notify* flags
-	ORcpt   string
 }

@@ -17,6 +17,7 @@ import (
 
 	"moxd/internal/dns"
 	"moxd/internal/dns/dnstest"
+	"moxd/internal/ipc"
 	"moxd/internal/mailproto/smtp"
 	"moxd/internal/storage/storeclient"
 )
@@ -250,10 +251,10 @@ func TestSubmission(t *testing.T) {
 		t.Fatalf("reply %q", got)
 	}
 	s := ts.queue.submitted
-	if len(s) != 1 || s[0].body != msg || s[0].req.MailFrom != "mjl@example.org" || s[0].req.Token[0] != 1 || s[0].req.Ret != "HDRS" || s[0].req.EnvID != "e1" || !s[0].req.RequireTLS || len(s[0].req.Rcpts) != 2 || s[0].req.Rcpts[0].Notify != 0b1100 {
+	if len(s) != 1 || s[0].body != msg || s[0].env.MailFrom != "mjl@example.org" || s[0].env.Token[0] != 1 || s[0].env.Ret != ipc.RetHdrs || s[0].env.EnvID != "e1" || !s[0].env.RequireTLS || len(s[0].rcpts) != 2 || s[0].rcpts[0].Notify != ipc.NotifyFailure|ipc.NotifyDelay {
 		t.Fatalf("submitted %+v", s)
 	}
-	prefix := strings.ReplaceAll(string(s[0].req.Prefix), "\r\n\t", " ")
+	prefix := strings.ReplaceAll(string(s[0].env.Prefix), "\r\n\t", " ")
 	for _, want := range []string{"Received: from client.example", "with ESMTPSA", "(requiretls)", "Message-ID: <", "Date: "} {
 		if !strings.Contains(prefix, want) {
 			t.Errorf("prefix lacks %q:\n%s", want, prefix)

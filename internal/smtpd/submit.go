@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"moxd/internal/auth"
+	"moxd/internal/ipc"
 	"moxd/internal/mailproto/smtp"
 	"moxd/internal/queue/queueclient"
 	"moxd/internal/storage/storeclient"
@@ -143,25 +144,32 @@ func (s *session) submitData(ctx context.Context, st *smtp.State, body io.Reader
 	if err := sp.CloseWrite(); err != nil {
 		return queueError(s.log, err)
 	}
-	req := submitRequest{
+	env := queueclient.Envelope{
 		Token:      s.token,
 		MailFrom:   mailFromAddress(st.Mail.Path),
 		RequireTLS: st.Mail.RequireTLS,
 		SMTPUTF8:   st.Mail.SMTPUTF8,
 		EightBit:   st.Mail.Body == smtp.Body8BitMIME,
-		Ret:        st.Mail.Ret,
 		EnvID:      st.Mail.EnvID,
 		Prefix:     s.submitPrefix(st, hc),
 	}
-	for i, r := range st.Rcpts {
-		req.Rcpts = append(req.Rcpts, submitRcpt{Address: s.rcpts[i].addr, Notify: r.Notify, ORcpt: r.ORcpt})
+	switch st.Mail.Ret {
+	case smtp.RetFull:
+		env.Ret = ipc.RetFull
+	case smtp.RetHdrs:
+		env.Ret = ipc.RetHdrs
 	}
-	id, err := sp.Submit(ctx, req)
+	rcpts := make([]queueclient.Recipient, len(st.Rcpts))
+	for i, r := range st.Rcpts {
+		// smtp.Notify* and ipc.Notify* are the same RFC 3461 bits.
+		rcpts[i] = queueclient.Recipient{Address: s.rcpts[i].addr, Notify: r.Notify, ORcpt: r.ORcpt}
+	}
+	id, err := sp.Submit(ctx, env, rcpts)
 	if err != nil {
 		return queueError(s.log, err)
 	}
 	s.srv.delivered.Add(1)
-	s.log.Info("message queued", "id", id, "account", st.Account, "rcpts", len(req.Rcpts))
+	s.log.Info("message queued", "id", id, "account", st.Account, "rcpts", len(rcpts))
 	return reply(250, "2.0.0", "message queued as %d", id)
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"moxd/internal/ipc"
 	"moxd/internal/mailproto/dmarc"
-	"moxd/internal/mailproto/smtp"
 	"moxd/internal/queue/queueclient"
 	"moxd/internal/storage/storeclient"
 )
@@ -107,35 +106,15 @@ func (a *queueAdapter) NewSpool(ctx context.Context) (spool, error) {
 }
 
 type spoolAdapter struct {
-	sub    *queueclient.Submitter
-	sp     *queueclient.Spool
-	closed bool
+	sub *queueclient.Submitter
+	sp  *queueclient.Spool
 }
 
 func (a *spoolAdapter) Write(p []byte) (int, error) { return a.sp.File.Write(p) }
 func (a *spoolAdapter) CloseWrite() error           { return nil }
 func (a *spoolAdapter) Release()                    { a.sp.File.Close() }
 
-func (a *spoolAdapter) Submit(ctx context.Context, req submitRequest) (uint64, error) {
-	env := queueclient.Envelope{
-		Token:      req.Token,
-		MailFrom:   req.MailFrom,
-		RequireTLS: req.RequireTLS,
-		SMTPUTF8:   req.SMTPUTF8,
-		EightBit:   req.EightBit,
-		EnvID:      req.EnvID,
-		Prefix:     req.Prefix,
-	}
-	switch req.Ret {
-	case smtp.RetFull:
-		env.Ret = ipc.RetFull
-	case smtp.RetHdrs:
-		env.Ret = ipc.RetHdrs
-	}
-	var rcpts []queueclient.Recipient
-	for _, r := range req.Rcpts {
-		rcpts = append(rcpts, queueclient.Recipient{Address: r.Address, Notify: r.Notify, ORcpt: r.ORcpt})
-	}
+func (a *spoolAdapter) Submit(ctx context.Context, env queueclient.Envelope, rcpts []queueclient.Recipient) (uint64, error) {
 	return a.sub.Submit(ctx, a.sp, env, rcpts)
 }
 
