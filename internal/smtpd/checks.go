@@ -36,9 +36,9 @@ type txChecks struct {
 	spf spf.Received
 }
 
-// connChecks runs the per-connection checks the first time a transaction
-// starts.
-func (s *session) connChecks(ctx context.Context, st *smtp.State) {
+// runConnChecks runs the per-connection checks the first time a
+// transaction starts.
+func (s *session) runConnChecks(ctx context.Context) {
 	if s.conn.done || !s.ip.IsValid() {
 		return
 	}

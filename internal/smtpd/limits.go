@@ -29,6 +29,7 @@ type limiter struct {
 }
 
 type limitEntry struct {
+	level  int       // index into the limits: 0, 1, 2
 	open   int       // connections now
 	tokens float64   // new connections allowed now
 	at     time.Time // when tokens was computed
@@ -91,7 +92,7 @@ func (l *limiter) acquire(ip netip.Addr) (release func(), err error) {
 	for i, p := range pfx {
 		e := l.entries[p]
 		if e == nil {
-			e = &limitEntry{tokens: float64(l.perMinute[i]), at: now}
+			e = &limitEntry{level: i, tokens: float64(l.perMinute[i]), at: now}
 			l.entries[p] = e
 		}
 		if n := l.perMinute[i]; n > 0 {
@@ -135,13 +136,7 @@ func (l *limiter) sweep() {
 		if e.open > 0 {
 			continue
 		}
-		level := 0
-		for i := range prefixBits {
-			if prefixBits[i][0] == p.Bits() && p.Addr().Is4() || prefixBits[i][1] == p.Bits() && p.Addr().Is6() {
-				level = i
-			}
-		}
-		n := l.perMinute[level]
+		n := l.perMinute[e.level]
 		if n == 0 || e.tokens+now.Sub(e.at).Minutes()*float64(n) >= float64(n) {
 			delete(l.entries, p)
 		}

@@ -28,7 +28,7 @@ func (s *session) mxMail(ctx context.Context, st *smtp.State, m *smtp.MailFrom) 
 	}
 	s.tx = txChecks{}
 	s.rcpts = nil
-	s.connChecks(ctx, st)
+	s.runConnChecks(ctx)
 	s.tx.spf = s.checkSPF(ctx, st, m.Path)
 	return nil
 }
