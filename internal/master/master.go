@@ -467,7 +467,7 @@ func storeSlice(cfg *config.Config) *config.StoreSlice {
 	}
 	if cfg.Static.Localserve {
 		// README "localserve": every address is accepted.
-		ss.FallbackAccount = cfg.Dynamic.Postmaster(cfg.Static.Hostname)
+		ss.FallbackAccount = ss.Postmaster
 	}
 	return ss
 }
