@@ -94,3 +94,13 @@ func CreateTemp(dir, prefix string) (*os.File, error) {
 	}
 	return nil, fmt.Errorf("no free file name in %s", dir)
 }
+
+// LinkOrCopy hard-links src to the new name dst, or copies it there (with
+// mode, fsynced) where the file system cannot link (LinkImpossible).
+func LinkOrCopy(src, dst string, mode os.FileMode) error {
+	err := os.Link(src, dst)
+	if err != nil && LinkImpossible(err) {
+		err = CopyFile(src, dst, mode)
+	}
+	return err
+}

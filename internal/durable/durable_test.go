@@ -45,3 +45,21 @@ func TestCopyAndSync(t *testing.T) {
 		t.Fatalf("LinkImpossible wrong")
 	}
 }
+
+func TestLinkOrCopy(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.WriteFile(src, []byte("m"), 0o600)
+	dst := filepath.Join(dir, "dst")
+	if err := LinkOrCopy(src, dst, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(src)
+	b, _ := os.Stat(dst)
+	if !os.SameFile(a, b) {
+		t.Fatalf("same file system: not linked")
+	}
+	if err := LinkOrCopy(src, dst, 0o600); !os.IsExist(err) {
+		t.Fatalf("existing dst: %v, want exists", err)
+	}
+}

@@ -141,11 +141,7 @@ func (q *Queue) backup(ctx context.Context, dst string) (ipc.QueueBackupResult, 
 			dirs[fan] = true
 		}
 		p := filepath.Join(fan, strconv.FormatUint(id, 16))
-		err := os.Link(q.filePath(id), p)
-		if err != nil && durable.LinkImpossible(err) {
-			err = durable.CopyFile(q.filePath(id), p, fileMode)
-		}
-		if err != nil {
+		if err := durable.LinkOrCopy(q.filePath(id), p, fileMode); err != nil {
 			return c, fmt.Errorf("message file %d: %w", id, err)
 		}
 		c.Files++

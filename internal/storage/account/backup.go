@@ -73,11 +73,7 @@ func (a *Account) Backup(ctx context.Context, dstDir string) error {
 			dirs[dir] = true
 		}
 		dst := filepath.Join(dir, strconv.FormatUint(id, 16))
-		err := os.Link(a.filePath(id), dst)
-		if err != nil && durable.LinkImpossible(err) {
-			err = durable.CopyFile(a.filePath(id), dst, fileMode)
-		}
-		if err != nil {
+		if err := durable.LinkOrCopy(a.filePath(id), dst, fileMode); err != nil {
 			return fmt.Errorf("backup message file: %w", err)
 		}
 	}

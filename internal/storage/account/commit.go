@@ -473,13 +473,10 @@ func (w *wtx) linkFile(src string, id uint64) error {
 		w.dirs[dir] = true
 	}
 	dst := w.a.filePath(id)
-	err := os.Link(src, dst)
+	err := durable.LinkOrCopy(src, dst, fileMode)
 	if errors.Is(err, fs.ErrExist) {
 		os.Remove(dst)
-		err = os.Link(src, dst)
-	}
-	if err != nil && durable.LinkImpossible(err) {
-		err = durable.CopyFile(src, dst, fileMode)
+		err = durable.LinkOrCopy(src, dst, fileMode)
 	}
 	if err != nil {
 		return fmt.Errorf("link message file: %w", err)

@@ -93,13 +93,8 @@ func (im *Import) AddBody(ctx context.Context, body *Body, flags Flags, keywords
 	p := f.Name()
 	f.Close()
 	os.Remove(p)
-	if err := os.Link(body.path, p); err != nil {
-		if !durable.LinkImpossible(err) {
-			return fmt.Errorf("stage imported message: %w", err)
-		}
-		if err := durable.CopyFile(body.path, p, fileMode); err != nil {
-			return fmt.Errorf("stage imported message: %w", err)
-		}
+	if err := durable.LinkOrCopy(body.path, p, fileMode); err != nil {
+		return fmt.Errorf("stage imported message: %w", err)
 	}
 	b := *body
 	b.path = p
