@@ -1,7 +1,9 @@
 // Package config reads and validates moxd's configuration files: moxd.conf
 // (static: host name, directories, role users, listeners, TLS, DNS, SMTP
-// limits) and domains.conf (dynamic: domains, DKIM selectors, aliases,
-// accounts).
+// limits, outbound delivery and transports) and domains.conf (dynamic:
+// domains, DKIM selectors, aliases, accounts, routes). Load also reads the
+// files moxd.conf names for moxd-queue (a CA file, password files) and
+// checks that routes name configured transports.
 //
 // Only moxd-master imports this package to read files; every other role gets
 // the typed slice of the configuration it needs over IPC. The struct types
@@ -19,6 +21,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,6 +49,8 @@ type Static struct {
 	SMTP          SMTP              `toml:"smtp" doc:"SMTP limits and policies of incoming mail (port 25) and submission (ports 587 and 465). Changes apply on reload."`
 	Limits        Limits            `toml:"limits" doc:"Abuse limits of the network roles, per IP address and prefix. The three numbers of a per-prefix limit apply to IPv4 /32, /26 and /21 and to IPv6 /64, /48 and /32, in that order. Changes apply on reload."`
 	Store         StoreSettings     `toml:"store" doc:"Settings of moxd-store, which keeps accounts and messages. Changes apply on reload."`
+	Queue         QueueSettings     `toml:"queue" doc:"Outbound delivery by moxd-queue. Changes apply on reload."`
+	Transports    []Transport       `toml:"transport" doc:"A transport: another way than direct delivery (MX lookup, port 25) to send a message, named by the routes in domains.conf. Repeat the [[transport]] section for more transports. Changes apply on reload."`
 }
 
 // DNS is the [dns] section.
@@ -77,6 +82,44 @@ type Limits struct {
 // StoreSettings is the [store] section.
 type StoreSettings struct {
 	DiskReserve string `toml:"disk_reserve" doc:"Free space to keep on the file system of the store's data directory: when less is free, deliveries are refused with a temporary error (SMTP 452 4.3.1) so that senders try again later, instead of filling the disk. A size as for max_message_size; \"0\" disables the check."`
+}
+
+// QueueSettings is the [queue] section.
+type QueueSettings struct {
+	MaxAttempts            int      `toml:"max_attempts" doc:"Delivery attempts of a recipient before it fails and the sender gets a delivery status notification (DSN), from 1 to 100."`
+	FirstRetry             string   `toml:"first_retry" doc:"Delay after the first failed attempt, doubling after each further one: a Go duration such as \"7.5m\" or \"1h\", from \"1s\" to \"24h\". With the defaults, the eighth and last attempt is about 16 hours after the first."`
+	DelayedDSNAfter        int      `toml:"delayed_dsn_after" doc:"Failed attempts after which the sender gets a \"delayed\" DSN, once per message, while attempts go on; 0 means never. Less than max_attempts."`
+	Keep                   string   `toml:"keep" doc:"How long retired messages (delivered or failed) and their delivery attempts are kept for each account: a Go duration from \"1h\" to \"8760h\" (a year)."`
+	Concurrency            int      `toml:"concurrency" doc:"Most deliveries in progress at one time, from 1 to 10000."`
+	DestinationConcurrency int      `toml:"destination_concurrency" doc:"Most deliveries in progress at one time to one destination, from 1 to 1000."`
+	DestinationRate        int      `toml:"destination_rate" doc:"Most new SMTP transactions per minute to one destination; 0 means no limit."`
+	SourceIPs              []string `toml:"source_ips" example:"['192.0.2.25', '2001:db8::25']" doc:"Local IP addresses that direct delivery connects from; empty means the system chooses. Each address must be configured on this host, and its reverse DNS should name hostname. A direct [[transport]] with source_ips sets other addresses for some routes."`
+	MTASTS                 bool     `toml:"mta_sts" doc:"Fetch and apply the MTA-STS policies (RFC 8461) of recipient domains in direct delivery: a domain with an enforced policy gets mail only over TLS with a verified certificate of an MX host its policy lists."`
+	CAFile                 string   `toml:"ca_file" example:"'/etc/moxd/private-ca.pem'" doc:"PEM file with extra CA certificates to trust, next to the system's, when verifying the certificates of smarthosts and MX hosts and when fetching MTA-STS policies: for a private CA, and for tests. Absolute path. moxd-master reads it at start and on reload; a file that cannot be read or holds no CERTIFICATE block is an error."`
+	Port                   int      `toml:"port" doc:"For tests only: the SMTP port of direct delivery, so that test MX hosts can listen on a high port. 0 means 25; on a real server it stays 0."`
+
+	// caPEM holds the CERTIFICATE blocks of CAFile, read by Load.
+	caPEM string
+}
+
+// Transport is one [[transport]] section.
+type Transport struct {
+	Name           string   `toml:"name" example:"'relay'" doc:"Name of the transport, as routes refer to it: letters, digits, '-' and '_'. Required; unique."`
+	Kind           string   `toml:"kind" example:"'submission'" doc:"How the transport delivers. \"direct\": like direct delivery (MX lookup, DANE, MTA-STS, port 25), but with this transport's source_ips. \"smtp\": to the smarthost host, by default on port 25, authenticating only when username is set. \"submission\": to host, by default on port 587, with STARTTLS required. \"submissions\": to host, by default on port 465, with implicit TLS. \"socks\": direct delivery through the SOCKS5 proxy socks_address. Required."`
+	Host           string   `toml:"host" example:"'smtp.example.net'" doc:"Host name or IP address of the smarthost (smtp, submission, submissions; required there). Non-ASCII names are converted with IDNA."`
+	Port           int      `toml:"port" doc:"Port of the smarthost, from 1 to 65535 (smtp, submission, submissions). 0 or absent means 25 for smtp, 587 for submission and 465 for submissions."`
+	Username       string   `toml:"username" example:"'mjl@example.net'" doc:"User name to authenticate with at the smarthost (SMTP AUTH, RFC 4954), for smtp, submission and submissions. Empty means no authentication."`
+	PasswordFile   string   `toml:"password_file" example:"'/etc/moxd/relay.password'" doc:"File whose first line is the password for username; required with username. Absolute path. moxd-master reads it at start and on reload (so it can be readable by root only) and gives the password only to moxd-queue; a file that cannot be read is an error."`
+	Mechanisms     []string `toml:"mechanisms" example:"['SCRAM-SHA-256', 'PLAIN']" doc:"SASL mechanisms to authenticate with, in order of preference, among those the server offers: SCRAM-SHA-256-PLUS, SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN (case is ignored). Empty means the most secure one offered."`
+	NoTLSVerify    bool     `toml:"no_tls_verify" doc:"Do not verify the TLS certificate of the smarthost (smtp, submission, submissions). By default it must be valid for host (PKIX), with the system's CAs and queue.ca_file. Leaves the connection, and a password, open to interception: use only for a smarthost on a network you trust."`
+	SourceIPs      []string `toml:"source_ips" doc:"Local IP addresses to connect from (direct, smtp, submission, submissions), as queue.source_ips does for direct delivery; empty means the system chooses."`
+	SocksAddress   string   `toml:"socks_address" doc:"Address of the SOCKS5 proxy, \"host:port\" with an IPv6 address in brackets (socks; required there)."`
+	RemoteIPs      []string `toml:"remote_ips" doc:"The IP addresses the SOCKS5 proxy connects from, as receivers see them; they must be in the SPF records of the sending domains (socks; at least one is required there)."`
+	RemoteHostname string   `toml:"remote_hostname" doc:"Host name used in EHLO through the SOCKS5 proxy, the name of its remote_ips in reverse DNS (socks; required there)."`
+
+	// password is the first line of PasswordFile, read by Load. A pointer,
+	// so that printing a Static with %v shows an address, not the password.
+	password *string
 }
 
 // HostnameASCII returns Hostname in ASCII form, with A-labels for an
@@ -138,6 +181,21 @@ type Dynamic struct {
 	PostmasterAccount string    `toml:"postmaster_account" omitempty:"true" example:"'mjl'" doc:"Account that receives system mail (delivery status notifications of mail moxd itself sends, reports) and sends moxd's own messages. Empty means the account holding postmaster@ of the configured domain that is the host name or its closest parent, else postmaster@ of the first domain."`
 	Domains           []Domain  `toml:"domain" doc:"A domain this server accepts and sends mail for. Repeat the [[domain]] section for each domain."`
 	Accounts          []Account `toml:"account" doc:"An account: a mailbox store with one or more email addresses. Repeat the [[account]] section for each account."`
+	Routes            []Route   `toml:"route" doc:"A global route: which transport of moxd.conf delivers which outgoing messages. Routes are evaluated in order: the sending account's [[account.route]] sections first, then those of the sender's domain ([[domain.route]]), then these; the first route that matches decides. A message that no route matches is delivered directly (MX lookup, port 25). Repeat the [[route]] section for more routes."`
+
+	// accountUIDs maps the uids of unix_users to their account's name,
+	// resolved by validation.
+	accountUIDs map[uint32]string
+}
+
+// Route is one [[route]], [[domain.route]] or [[account.route]] section. A
+// route matches a recipient of a message when each of its conditions
+// holds; a condition that is not set always holds.
+type Route struct {
+	FromDomains     []string `toml:"from_domains" omitempty:"true" example:"['example.com']" doc:"The domain of the sender (MAIL FROM) is one of these. A leading \".\" matches subdomains: \".example.com\" matches \"sub.example.com\", not \"example.com\" itself. Non-ASCII names are accepted (IDNA); names are lower-cased. Empty means any domain."`
+	ToDomains       []string `toml:"to_domains" omitempty:"true" example:"['.example.net', 'example.net']" doc:"The domain of the recipient is one of these, as for from_domains. Empty means any domain."`
+	MinimumAttempts int      `toml:"minimum_attempts" omitempty:"true" example:"3" doc:"The route applies only once this many delivery attempts of the recipient have failed; 0 means from the first attempt on. For example, minimum_attempts = 3 with a relay transport sends through the relay from the fourth attempt on, after three failed direct attempts."`
+	Transport       string   `toml:"transport" example:"'relay'" doc:"Name of a [[transport]] in moxd.conf that delivers the matching messages; empty means direct delivery (MX lookup, port 25)."`
 }
 
 // Domain is one [[domain]] section.
@@ -147,6 +205,7 @@ type Domain struct {
 	LocalpartCaseSensitive bool           `toml:"localpart_case_sensitive" omitempty:"true" doc:"Treat local parts that differ only in case as different addresses (\"Mjl\" and \"mjl\"). By default case is ignored, as nearly every mail server does. \"postmaster\" is matched without case regardless (RFC 5321 section 4.5.1)."`
 	DKIM                   []DKIMSelector `toml:"dkim" doc:"A DKIM selector used to sign outgoing mail for this domain (RFC 6376). Repeat [[domain.dkim]] for more selectors; moxd-keys creates the keys."`
 	Aliases                []Alias        `toml:"alias" doc:"An alias: mail to its address is delivered to every member. Repeat [[domain.alias]] for more aliases. An alias address may not also be an account's address."`
+	Routes                 []Route        `toml:"route" doc:"A route of messages sent from an address of this domain, evaluated after the account's routes and before the global ones (see [[route]]). Repeat [[domain.route]] for more routes."`
 }
 
 // Alias is one [[domain.alias]] section.
@@ -170,7 +229,10 @@ type Account struct {
 	// Pointers: an absent key (nil) means the default, 0 means no limit.
 	MaxMessagesPerDay            *int          `toml:"max_messages_per_day" omitempty:"true" example:"1000" doc:"Most messages the account may submit in 24 hours; 0 means no limit. Absent means 1000. Further submissions are refused with a temporary error until older ones leave the 24-hour window."`
 	MaxFirstTimeRecipientsPerDay *int          `toml:"max_first_time_recipients_per_day" omitempty:"true" example:"200" doc:"Most recipients in 24 hours that the account has never sent to before (a compromised account typically sends to many new addresses); 0 means no limit. Absent means 200."`
+	UniqueMailFrom               bool          `toml:"unique_mail_from" omitempty:"true" example:"true" doc:"Send each message with a unique MAIL FROM address, carrying an id after the domain's first localpart separator, so that delivery status notifications can be matched to the message. The domain of an address of the account needs localpart_separators."`
+	UnixUsers                    []string      `toml:"unix_users" omitempty:"true" example:"['root', '1000']" doc:"Unix users, by name or numeric uid, whose local mail (\"moxctl sendmail\", through the control socket) is submitted as this account. A user may be listed in one account only; a name that does not exist on this host is an error."`
 	Destinations                 []Destination `toml:"destination" doc:"A destination: mail to its address is delivered into a mailbox of this account other than the Inbox. Repeat [[account.destination]] for more destinations."`
+	Routes                       []Route       `toml:"route" doc:"A route of messages this account sends, evaluated before those of the sender's domain and the global ones (see [[route]]). Repeat [[account.route]] for more routes."`
 }
 
 // Destination is one [[account.destination]] section.
@@ -328,6 +390,16 @@ func defaultStatic() Static {
 			MaxAuthFailures:       3,
 		},
 		Store: StoreSettings{DiskReserve: "256M"},
+		// Before decoding, so a default of true works for a bool.
+		Queue: QueueSettings{
+			MaxAttempts:            8,
+			FirstRetry:             "7.5m",
+			DelayedDSNAfter:        5,
+			Keep:                   "168h",
+			Concurrency:            64,
+			DestinationConcurrency: 10,
+			MTASTS:                 true,
+		},
 	}
 }
 
@@ -337,20 +409,56 @@ type env struct {
 	getgid      func() int
 	lookupUser  func(spec string) (User, error)
 	lookupGroup func(spec string) (uint32, error)
+	// lookupUID resolves a unix user name (account.unix_users).
+	lookupUID func(name string) (uint32, error)
+	// readFile reads a file that moxd.conf names (queue.ca_file,
+	// transport.password_file).
+	readFile func(path string) ([]byte, error)
 }
 
 func systemEnv() env {
-	return env{os.Getuid, os.Getgid, ResolveUser, ResolveGroup}
+	return env{
+		getuid:      os.Getuid,
+		getgid:      os.Getgid,
+		lookupUser:  ResolveUser,
+		lookupGroup: ResolveGroup,
+		lookupUID:   lookupUID,
+		readFile:    readConfigFile,
+	}
+}
+
+// maxConfigFile bounds the files that moxd.conf names and Load reads.
+const maxConfigFile = 1 << 20
+
+// readConfigFile reads a file that moxd.conf names, of at most
+// maxConfigFile bytes.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxConfigFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxConfigFile)
+	}
+	return data, nil
 }
 
 // Load reads and validates moxd.conf at path and the domains.conf it names,
-// and resolves the role users.
+// resolves the role users and the unix users of accounts, and reads the
+// files named by queue.ca_file and transport.password_file. Routes in
+// domains.conf are checked against the transports of moxd.conf.
 func Load(path string) (*Config, error) {
 	return load(path, systemEnv())
 }
 
 // LoadStatic reads and validates only moxd.conf; it does not resolve users or
-// groups and does not read domains.conf.
+// groups, does not read the CA and password files it names and does not
+// read domains.conf.
 func LoadStatic(path string) (*Static, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -385,6 +493,7 @@ func load(path string, e env) (*Config, error) {
 			errs = append(errs, kl.errorf(abs, keyPath{"admin_group"}, "%v (create the group, use a numeric gid, or leave admin_group empty for root only)", err))
 		}
 	}
+	errs = append(errs, readQueueFiles(abs, &c.Static, kl, e.readFile)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -396,7 +505,7 @@ func load(path string, e env) (*Config, error) {
 		return nil, fmt.Errorf("reading domains file (option domains_file in %s): %w", abs, err)
 	}
 	c.DynamicHash = sha256.Sum256(data)
-	d, err := ParseDynamic(c.DomainsPath, data)
+	d, err := parseDynamic(c.DomainsPath, data, dynOptions{static: &c.Static, lookupUID: e.lookupUID})
 	if err != nil {
 		return nil, err
 	}
@@ -427,14 +536,20 @@ func loadStatic(path string) (*Static, *keyLines, error) {
 }
 
 // ParseDynamic decodes and validates the contents of domains.conf; path is
-// used in error messages. Empty data is an empty configuration.
+// used in error messages. Empty data is an empty configuration. Unix user
+// names are resolved with the passwd database; the transports that routes
+// name are not checked, as they are in moxd.conf (Load checks them).
 func ParseDynamic(path string, data []byte) (*Dynamic, error) {
+	return parseDynamic(path, data, dynOptions{})
+}
+
+func parseDynamic(path string, data []byte, opts dynOptions) (*Dynamic, error) {
 	var d Dynamic
 	kl, err := decode(path, data, &d)
 	if err != nil {
 		return nil, err
 	}
-	if err := validateDynamic(path, &d, kl); err != nil {
+	if err := validateDynamic(path, &d, kl, opts); err != nil {
 		return nil, err
 	}
 	return &d, nil

@@ -33,6 +33,35 @@ func testEnv(uid, gid int) env {
 			}
 			return ResolveGroup(spec)
 		},
+		lookupUID: func(name string) (uint32, error) {
+			if uid, ok := testUnixUsers[name]; ok {
+				return uid, nil
+			}
+			return lookupUID(name)
+		},
+		readFile: func(path string) ([]byte, error) {
+			if data, ok := testFiles()[path]; ok {
+				return []byte(data), nil
+			}
+			return readConfigFile(path)
+		},
+	}
+}
+
+// testUnixUsers are unix users that testEnv resolves without the passwd
+// database.
+var testUnixUsers = map[string]uint32{"alice": 2001, "bob": 2002}
+
+// testFiles are the files testEnv reads without the file system: those the
+// examples of the struct tags name.
+func testFiles() map[string]string {
+	return map[string]string{
+		"/etc/moxd/relay.password": "example secret\nsecond line\n",
+		"/etc/moxd/private-ca.pem": testCAPEM,
+		// For the errors of TestLoadErrors.
+		"/test/key.pem":        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+		"/test/bad-ca.pem":     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+		"/test/empty-password": "\nsecret on the second line\n",
 	}
 }
 
@@ -362,6 +391,94 @@ keyfile = "/b.key" # typo
 		{"disk reserve", host + "[store]\ndisk_reserve = \"lots\"\n", "",
 			`{conf}:3: store.disk_reserve: size "lots": want a number of bytes, optionally followed by K, M, G or T, e.g. "500M" or "10G"`},
 
+		// [queue]
+		{"no attempts", host + "[queue]\nmax_attempts = 0\ndelayed_dsn_after = 0\n", "",
+			`{conf}:3: queue.max_attempts: 0 is outside the allowed range from 1 to 100`},
+		{"bad first retry", host + "[queue]\nfirst_retry = \"7.5 minutes\"\n", "",
+			`{conf}:3: queue.first_retry: bad duration "7.5 minutes": want a number with a unit, such as "30s", "7.5m" or "1h"`},
+		{"short first retry", host + "[queue]\nfirst_retry = \"500ms\"\n", "",
+			`{conf}:3: queue.first_retry: duration "500ms" is outside the allowed range from "1s" to "24h"`},
+		{"long keep", host + "queue.keep = \"9000h\"\n", "",
+			`{conf}:2: queue.keep: duration "9000h" is outside the allowed range from "1h" to "8760h"`},
+		{"delayed dsn after last attempt", host + "[queue]\nmax_attempts = 5\n", "",
+			`{conf}:2: queue.delayed_dsn_after: the default 5 is not less than max_attempts (5), after which the sender gets a failure DSN instead; set it lower, or to 0 for no delayed DSN`},
+		{"delayed dsn after too late", host + "[queue]\nmax_attempts = 5\ndelayed_dsn_after = 6\n", "",
+			`{conf}:4: queue.delayed_dsn_after: 6 is not less than max_attempts (5), after which the sender gets a failure DSN instead; set it lower, or to 0 for no delayed DSN`},
+		{"negative delayed dsn", host + "[queue]\ndelayed_dsn_after = -1\n", "",
+			`{conf}:3: queue.delayed_dsn_after: -1 is negative; use 0 for no delayed DSN`},
+		{"no concurrency", host + "[queue]\nconcurrency = 0\n", "",
+			`{conf}:3: queue.concurrency: 0 is outside the allowed range from 1 to 10000`},
+		{"destination concurrency", host + "[queue]\ndestination_concurrency = 1001\n", "",
+			`{conf}:3: queue.destination_concurrency: 1001 is outside the allowed range from 1 to 1000`},
+		{"negative rate", host + "[queue]\ndestination_rate = -1\n", "",
+			`{conf}:3: queue.destination_rate: -1 is negative; use 0 for no limit`},
+		{"queue port", host + "[queue]\nport = 65536\n", "",
+			`{conf}:3: queue.port: 65536 is outside the allowed range from 0 to 65535`},
+		{"bad source ip", host + "[queue]\nsource_ips = [\"192.0.2.1\",\n  \"mail.example.org\"]\n", "",
+			`{conf}:4: queue.source_ips[1]: bad IP address "mail.example.org": want an address of this host such as "192.0.2.25" or "2001:db8::25"`},
+		{"unspecified source ip", host + "[queue]\nsource_ips = [\"::\"]\n", "",
+			`{conf}:3: queue.source_ips[0]: address "::" is unspecified; leave the list empty to let the system choose`},
+		{"source ip twice", host + "[queue]\nsource_ips = [\"192.0.2.1\", \"::ffff:192.0.2.1\"]\n", "",
+			`{conf}:3: queue.source_ips[1]: address "::ffff:192.0.2.1" is listed twice`},
+		{"relative ca file", host + "[queue]\nca_file = \"ca.pem\"\n", "",
+			`{conf}:3: queue.ca_file: "ca.pem" is not an absolute path`},
+		{"missing ca file", host + "[queue]\nca_file = \"/nonexistent/ca.pem\"\n", "",
+			`{conf}:3: queue.ca_file: open /nonexistent/ca.pem: no such file or directory`},
+		{"ca file without certificate", host + "[queue]\nca_file = \"/test/key.pem\"\n", "",
+			`{conf}:3: queue.ca_file: /test/key.pem: no PEM CERTIFICATE block; give a file with one or more CA certificates in PEM`},
+		{"ca file with bad certificate", host + "[queue]\nca_file = \"/test/bad-ca.pem\"\n", "",
+			`{conf}:3: queue.ca_file: /test/bad-ca.pem: certificate 1: x509: malformed certificate`},
+
+		// [[transport]]
+		{"transport without name", host + "[[transport]]\nkind = \"direct\"\n", "",
+			`{conf}:2: transport[0].name: required: a name for routes to refer to, e.g. "relay"`},
+		{"bad transport name", host + "[[transport]]\nname = \"my relay\"\nkind = \"direct\"\n", "",
+			`{conf}:3: transport[0].name: transport name "my relay" may contain only letters, digits, '-' and '_'`},
+		{"transport twice", host + "[[transport]]\nname = \"a\"\nkind = \"direct\"\n[[transport]]\nname = \"a\"\nkind = \"direct\"\n", "",
+			`{conf}:6: transport[1].name: transport "a" is also configured in transport[0] (line 3)`},
+		{"transport without kind", host + "[[transport]]\nname = \"a\"\n", "",
+			`{conf}:2: transport[0].kind: required: one of direct, smtp, submission, submissions or socks`},
+		{"unknown transport kind", host + "[[transport]]\nname = \"a\"\nkind = \"lmtp\"\n", "",
+			`{conf}:4: transport[0].kind: unknown kind "lmtp" (use one of direct, smtp, submission, submissions or socks)`},
+		{"socks key with smtp", host + "[[transport]]\nname = \"a\"\nkind = \"smtp\"\nhost = \"relay.example.org\"\nsocks_address = \"127.0.0.1:1080\"\n", "",
+			`{conf}:6: transport[0].socks_address: not used by kind "smtp", only by kind socks; remove the line or change kind`},
+		{"smarthost key with direct", host + "[[transport]]\nname = \"a\"\nkind = \"direct\"\nno_tls_verify = true\n", "",
+			`{conf}:5: transport[0].no_tls_verify: not used by kind "direct", only by kinds smtp, submission and submissions; remove the line or change kind`},
+		{"source ips with socks", host + "[[transport]]\nname = \"a\"\nkind = \"socks\"\nsocks_address = \"127.0.0.1:1080\"\nremote_ips = [\"192.0.2.1\"]\nremote_hostname = \"mail.example.org\"\nsource_ips = [\"192.0.2.2\"]\n", "",
+			`{conf}:8: transport[0].source_ips: not used by kind "socks", only by kinds direct, smtp, submission and submissions; remove the line or change kind`},
+		{"submission without host", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\n", "",
+			`{conf}:2: transport[0].host: required for kind "submission": the host name or IP address of the smarthost`},
+		{"host with port", host + "[[transport]]\nname = \"a\"\nkind = \"smtp\"\nhost = \"relay.example.org:2525\"\n", "",
+			`{conf}:5: transport[0].host: host "relay.example.org:2525" is not a host name or IP address; give a port in the port option`},
+		{"bad host", host + "[[transport]]\nname = \"a\"\nkind = \"smtp\"\nhost = \"relay_1.example.org\"\n", "",
+			`{conf}:5: transport[0].host: host "relay_1.example.org": domain name "relay_1.example.org": label "relay_1" contains '_', only letters, digits and '-' are allowed`},
+		{"transport port", host + "[[transport]]\nname = \"a\"\nkind = \"submissions\"\nhost = \"relay.example.org\"\nport = 65536\n", "",
+			`{conf}:6: transport[0].port: 65536 is outside the allowed range from 1 to 65535; 0 or no line means 465`},
+		{"username without password file", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\nhost = \"relay.example.org\"\nusername = \"mjl\"\n", "",
+			`{conf}:2: transport[0].password_file: required with username: the file with the password on its first line`},
+		{"password file without username", host + "[[transport]]\nname = \"a\"\nkind = \"smtp\"\nhost = \"relay.example.org\"\npassword_file = \"/etc/moxd/relay.password\"\n", "",
+			`{conf}:6: transport[0].password_file: no username to go with it; set username too, or remove the line`},
+		{"relative password file", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\nhost = \"relay.example.org\"\nusername = \"mjl\"\npassword_file = \"relay.password\"\n", "",
+			`{conf}:7: transport[0].password_file: "relay.password" is not an absolute path`},
+		{"missing password file", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\nhost = \"relay.example.org\"\nusername = \"mjl\"\npassword_file = \"/nonexistent/pw\"\n", "",
+			`{conf}:7: transport[0].password_file: open /nonexistent/pw: no such file or directory (the file holds the password for username on its first line)`},
+		{"empty password", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\nhost = \"relay.example.org\"\nusername = \"mjl\"\npassword_file = \"/test/empty-password\"\n", "",
+			`{conf}:7: transport[0].password_file: /test/empty-password: the first line is empty; put the password for username on it`},
+		{"unknown mechanism", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\nhost = \"relay.example.org\"\nusername = \"mjl\"\npassword_file = \"/etc/moxd/relay.password\"\nmechanisms = [\"plain\", \"LOGIN\"]\n", "",
+			`{conf}:8: transport[0].mechanisms[1]: unknown mechanism "LOGIN" (use SCRAM-SHA-256-PLUS, SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5 and PLAIN)`},
+		{"mechanism twice", host + "[[transport]]\nname = \"a\"\nkind = \"submission\"\nhost = \"relay.example.org\"\nusername = \"mjl\"\npassword_file = \"/etc/moxd/relay.password\"\nmechanisms = [\"PLAIN\", \"plain\"]\n", "",
+			`{conf}:8: transport[0].mechanisms[1]: mechanism "plain" is listed twice`},
+		{"mechanisms without username", host + "[[transport]]\nname = \"a\"\nkind = \"smtp\"\nhost = \"relay.example.org\"\nmechanisms = [\"PLAIN\"]\n", "",
+			`{conf}:6: transport[0].mechanisms: no username to authenticate with; set username too, or remove the line`},
+		{"socks without its keys", host + "[[transport]]\nname = \"a\"\nkind = \"socks\"\n", "",
+			`{conf}:2: transport[0].socks_address: required for kind socks: "host:port" of the SOCKS5 proxy` + "\n" +
+				`{conf}:2: transport[0].remote_ips: required for kind socks: the IP addresses the proxy connects from, e.g. ["192.0.2.25"]` + "\n" +
+				`{conf}:2: transport[0].remote_hostname: required for kind socks: the host name of the proxy's remote_ips, used in EHLO`},
+		{"bad socks address", host + "[[transport]]\nname = \"a\"\nkind = \"socks\"\nsocks_address = \"127.0.0.1\"\nremote_ips = [\"192.0.2.1\"]\nremote_hostname = \"mail.example.org\"\n", "",
+			`{conf}:5: transport[0].socks_address: bad address "127.0.0.1": want "host:port", with an IPv6 address in brackets, e.g. "127.0.0.1:1080"`},
+		{"bad remote ip", host + "[[transport]]\nname = \"a\"\nkind = \"socks\"\nsocks_address = \"[::1]:1080\"\nremote_ips = [\"192.0.2.1\", \"192.0.2.300\"]\nremote_hostname = \"mail.example.org\"\n", "",
+			`{conf}:6: transport[0].remote_ips[1]: bad IP address "192.0.2.300": want a public address of the proxy such as "192.0.2.25" or "2001:db8::25"`},
+
 		// domains.conf
 		{"domains syntax", host, "[[domain]]\nname = = \"x\"\n", `{domains}:2: invalid TOML: expected value but found '=' instead (last key domain.name)`},
 		{"bad dkim algorithm", host, dom + "[[domain.dkim]]\nselector = \"s1\"\nalgorithm = \"rsa1024\"\n",
@@ -448,6 +565,30 @@ hash = "sha256"
 			`{domains}:5: domain[0].alias[0].address: alias "postmaster-team@example.org" would never receive mail: with localpart_separators, it goes to postmaster@example.org (account[0].addresses[0]) first; choose another alias address`},
 		{"unknown postmaster account", host, "postmaster_account = \"nobody\"\n" + dom + pm,
 			`{domains}:1: postmaster_account: no account "nobody"; name one of the [[account]] sections, or remove the line for the default`},
+
+		// Routes, with the transports of moxd.conf.
+		{"route without transports", host, dom + pm + "[[route]]\nto_domains = [\"example.net\"]\ntransport = \"relay\"\n",
+			`{domains}:8: route[0].transport: no [[transport]] named "relay" in moxd.conf (moxd.conf has no [[transport]] sections); add it there, or leave transport empty for direct delivery`},
+		{"route to unknown transport", host + "[[transport]]\nname = \"a\"\nkind = \"direct\"\n[[transport]]\nname = \"b\"\nkind = \"direct\"\n", dom + "[[domain.route]]\ntransport = \"Relay\"\n" + pm,
+			`{domains}:4: domain[0].route[0].transport: no [[transport]] named "Relay" in moxd.conf (moxd.conf has "a" and "b"); add it there, or leave transport empty for direct delivery`},
+		{"route domain", host, dom + pm + "[[account.route]]\nfrom_domains = [\"example.org\", \"..example.org\"]\n",
+			`{domains}:7: account[0].route[0].from_domains[1]: domain "..example.org": want a domain name, with one leading "." to match its subdomains`},
+		{"route empty domain", host, dom + pm + "[[route]]\nto_domains = [\"\"]\n",
+			`{domains}:7: route[0].to_domains[0]: empty domain; leave the list empty to match any domain`},
+		{"route negative attempts", host, dom + pm + "[[route]]\nminimum_attempts = -1\n",
+			`{domains}:7: route[0].minimum_attempts: -1 is negative; use 0 for a route that applies from the first attempt on`},
+		{"route never applies", host, dom + pm + "[[route]]\nminimum_attempts = 8\n",
+			`{domains}:7: route[0].minimum_attempts: 8: the route never applies, as queue.max_attempts in moxd.conf is 8; lower it`},
+		{"unique mail from without separators", host, dom + pm + "unique_mail_from = true\n",
+			`{domains}:6: account[0].unique_mail_from: none of the account's domains has localpart_separators, which the unique id needs; add localpart_separators = ["+"] to the [[domain]] of an address of the account, or remove the line`},
+		{"unix user in two accounts", host, dom + pm + "unix_users = [\"alice\"]\n[[account]]\nname = \"b\"\naddresses = [\"b@example.org\"]\nunix_users = [\"1000\", \"2001\"]\n",
+			`{domains}:10: account[1].unix_users[1]: user "2001" (uid 2001) is also listed at account[0].unix_users[0] (line 6) of account "pm"; a user's local mail goes to one account`},
+		{"unix user twice", host, dom + pm + "unix_users = [\"bob\", \"2002\"]\n",
+			`{domains}:6: account[0].unix_users[1]: user "2002" (uid 2002) is listed twice`},
+		{"unknown unix user", host, dom + pm + "unix_users = [\n  \"_moxd-no-such-user\",\n]\n",
+			`{domains}:7: account[0].unix_users[0]: unknown user "_moxd-no-such-user" (remove it, or give a numeric uid)`},
+		{"bad unix uid", host, dom + pm + "unix_users = [\"12x\"]\n",
+			`{domains}:6: account[0].unix_users[0]: user "12x": uid: "12x" is not a decimal number`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

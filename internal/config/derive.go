@@ -5,7 +5,11 @@ package config
 // conversions live here so that the file format and its meaning stay in
 // one package.
 
-import "strings"
+import (
+	"math"
+	"slices"
+	"strings"
+)
 
 // MaxMessageBytes returns smtp.max_message_size in bytes.
 func (s *Static) MaxMessageBytes() int64 {
@@ -123,4 +127,140 @@ func (d *Dynamic) Postmaster(hostname string) string {
 		return d.Accounts[a].Name
 	}
 	return ""
+}
+
+// QueueDelivery returns the [queue] section as moxd-queue gets it, with the
+// CA certificates of queue.ca_file that Load read.
+func (s *Static) QueueDelivery() QueueDelivery {
+	q := s.Queue
+	// Validated, so the durations parse.
+	firstRetry, _ := parseDuration(q.FirstRetry, minFirstRetry, maxFirstRetry, "")
+	keep, _ := parseDuration(q.Keep, minKeep, maxKeep, "")
+	return QueueDelivery{
+		MaxAttempts:            q.MaxAttempts,
+		FirstRetry:             firstRetry,
+		DelayedDSNAfter:        q.DelayedDSNAfter,
+		Keep:                   keep,
+		Concurrency:            q.Concurrency,
+		DestinationConcurrency: q.DestinationConcurrency,
+		DestinationRate:        q.DestinationRate,
+		SourceIPs:              slices.Clone(q.SourceIPs),
+		MTASTS:                 q.MTASTS,
+		TestCA:                 q.caPEM,
+		Port:                   q.Port,
+	}
+}
+
+// FindTransport returns the index of the [[transport]] named name, or -1.
+func (s *Static) FindTransport(name string) int {
+	return slices.IndexFunc(s.Transports, func(t Transport) bool { return t.Name == name })
+}
+
+// PortOrDefault returns the port of a smarthost transport: port, or when
+// it is 0, the default of the kind (25, 587 or 465). It is 0 for the kinds
+// without a smarthost (direct, socks).
+func (t *Transport) PortOrDefault() int {
+	if !slices.Contains(smarthostKinds, t.Kind) {
+		return 0
+	}
+	if t.Port != 0 {
+		return t.Port
+	}
+	return defaultTransportPort(t.Kind)
+}
+
+// QueueTransports returns the [[transport]] sections as moxd-queue gets
+// them, with the passwords that Load read from password_file.
+func (s *Static) QueueTransports() []QueueTransport {
+	var l []QueueTransport
+	for _, t := range s.Transports {
+		qt := QueueTransport{
+			Name:           t.Name,
+			Kind:           t.Kind,
+			Host:           t.Host,
+			Port:           t.PortOrDefault(),
+			Username:       t.Username,
+			Mechanisms:     slices.Clone(t.Mechanisms),
+			NoTLSVerify:    t.NoTLSVerify,
+			SourceIPs:      slices.Clone(t.SourceIPs),
+			SocksAddress:   t.SocksAddress,
+			RemoteIPs:      slices.Clone(t.RemoteIPs),
+			RemoteHostname: t.RemoteHostname,
+		}
+		if t.password != nil {
+			qt.Password = *t.password
+		}
+		l = append(l, qt)
+	}
+	return l
+}
+
+// queueRoutes returns routes as moxd-queue gets them; nil for none.
+func queueRoutes(routes []Route) []QueueRoute {
+	var l []QueueRoute
+	for _, r := range routes {
+		l = append(l, QueueRoute{
+			FromDomains:     slices.Clone(r.FromDomains),
+			ToDomains:       slices.Clone(r.ToDomains),
+			MinimumAttempts: r.MinimumAttempts,
+			Transport:       r.Transport,
+		})
+	}
+	return l
+}
+
+// QueueRoutes returns the global routes ([[route]]).
+func (d *Dynamic) QueueRoutes() []QueueRoute {
+	return queueRoutes(d.Routes)
+}
+
+// QueueRoutes returns the account's routes ([[account.route]]).
+func (a *Account) QueueRoutes() []QueueRoute {
+	return queueRoutes(a.Routes)
+}
+
+// DomainRoutes returns the routes of each domain that has any
+// ([[domain.route]]), by domain name; nil when none has.
+func (d *Dynamic) DomainRoutes() map[string][]QueueRoute {
+	var m map[string][]QueueRoute
+	for _, dom := range d.Domains {
+		if len(dom.Routes) == 0 {
+			continue
+		}
+		if m == nil {
+			m = map[string][]QueueRoute{}
+		}
+		m[dom.Name] = queueRoutes(dom.Routes)
+	}
+	return m
+}
+
+// QueueDKIM returns the DKIM selectors of each domain that has any
+// ([[domain.dkim]]), by domain name, as moxd-queue signs with them (keys
+// holds the keys); nil when no domain has any.
+func (d *Dynamic) QueueDKIM() map[string][]QueueDKIM {
+	var m map[string][]QueueDKIM
+	for _, dom := range d.Domains {
+		if len(dom.DKIM) == 0 {
+			continue
+		}
+		if m == nil {
+			m = map[string][]QueueDKIM{}
+		}
+		for _, sel := range dom.DKIM {
+			m[dom.Name] = append(m[dom.Name], QueueDKIM{Selector: sel.Selector, Algorithm: sel.Algorithm})
+		}
+	}
+	return m
+}
+
+// AccountForUID returns the name of the account whose unix_users has uid,
+// for local mail submitted through the control socket. The names in
+// unix_users were resolved to uids when the configuration was validated.
+func (d *Dynamic) AccountForUID(uid int) (string, bool) {
+	if uid < 0 || int64(uid) > math.MaxUint32 {
+		return "", false
+	}
+	name, ok := d.accountUIDs[uint32(uid)]
+	return name, ok
 }

@@ -34,6 +34,7 @@ func TestDescribeLoads(t *testing.T) {
 	want.Listen = Listen{SMTP: []string{}, Submission: []string{}, Submissions: []string{}, IMAP: []string{}, IMAPS: []string{}, HTTP: []string{}, HTTPS: []string{}}
 	want.DNS.Nameservers = []string{}
 	want.Limits.TrustedNetworks = []string{}
+	want.Queue.SourceIPs = []string{}
 	if !reflect.DeepEqual(c.Static, want) {
 		t.Errorf("Describe output loads as\n%+v\nwant defaults\n%+v", c.Static, want)
 	}
@@ -66,6 +67,49 @@ func TestDescribeExamples(t *testing.T) {
 	if len(c.Dynamic.Domains) != 1 || len(c.Dynamic.Domains[0].DKIM) != 1 || len(c.Dynamic.Accounts) != 1 {
 		t.Errorf("domain examples not active: %+v", c.Dynamic)
 	}
+	// The example transport is the one the example routes name.
+	if l := c.Static.QueueTransports(); len(l) != 1 || l[0].Name != "relay" || l[0].Password != "example secret" || c.Static.QueueDelivery().TestCA != testCAPEM {
+		t.Errorf("queue examples not active: %+v", c.Static.Queue)
+	}
+	if len(c.Dynamic.Routes) != 1 || len(c.Dynamic.Domains[0].Routes) != 1 || len(c.Dynamic.Accounts[0].Routes) != 1 || !c.Dynamic.Accounts[0].UniqueMailFrom {
+		t.Errorf("route examples not active: %+v", c.Dynamic)
+	}
+	if name, ok := c.Dynamic.AccountForUID(1000); !ok || name != c.Dynamic.Accounts[0].Name {
+		t.Errorf("unix_users example not active: AccountForUID(1000) = %q, %v", name, ok)
+	}
+}
+
+// TestDescribeQueue checks that "moxctl config describe" shows the
+// outbound delivery options: the [queue] section with its defaults and
+// commented-out examples of [[transport]] and the routes.
+func TestDescribeQueue(t *testing.T) {
+	var conf, domains bytes.Buffer
+	if err := Describe(&conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := DescribeDomains(&domains); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\n[queue]\n", "\nmax_attempts = 8\n", "\nfirst_retry = \"7.5m\"\n", "\nmta_sts = true\n", "\nkeep = \"168h\"\n",
+		"\n# Example: ca_file = \"/etc/moxd/private-ca.pem\"\n",
+		"\n#[[transport]]\n", "\n#name = \"relay\"\n", "\n#kind = \"submission\"\n",
+		"#password_file = \"/etc/moxd/relay.password\"\n",
+	} {
+		if !strings.Contains(conf.String(), want) {
+			t.Errorf("Describe output lacks %q", want)
+		}
+	}
+	for _, want := range []string{
+		"\n#[[route]]\n", "\n#[[domain.route]]\n", "\n#[[account.route]]\n",
+		"#to_domains = [\".example.net\", \"example.net\"]\n", "#minimum_attempts = 3\n",
+		"#unique_mail_from = true\n", "#unix_users = [\"root\", \"1000\"]\n",
+		`A leading "." matches`,
+	} {
+		if !strings.Contains(domains.String(), want) {
+			t.Errorf("DescribeDomains output lacks %q", want)
+		}
+	}
 }
 
 // TestDescribeDocumentsEverything checks that every field has a toml and a
@@ -88,6 +132,9 @@ func TestDescribeDocumentsEverything(t *testing.T) {
 		seen[typ] = true
 		for i := range typ.NumField() {
 			f := typ.Field(i)
+			if !f.IsExported() {
+				continue // Derived at load, not in the file.
+			}
 			key, doc := f.Tag.Get("toml"), f.Tag.Get("doc")
 			if key == "" || doc == "" {
 				t.Errorf("%s.%s: missing toml or doc tag", typ.Name(), f.Name)

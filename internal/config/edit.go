@@ -9,6 +9,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,13 +17,15 @@ import (
 
 // Clone returns a deep copy of d.
 func (d *Dynamic) Clone() *Dynamic {
-	return cloneValue(reflect.ValueOf(d).Elem()).Addr().Interface().(*Dynamic)
+	c := cloneValue(reflect.ValueOf(d).Elem()).Addr().Interface().(*Dynamic)
+	c.accountUIDs = maps.Clone(d.accountUIDs) // Unexported: cloneValue skips it.
+	return c
 }
 
 // Validate checks d with the checks Load applies to domains.conf and
 // normalizes it in place (lower-cased domain names and address domains).
 func (d *Dynamic) Validate() error {
-	return validateDynamic("domains.conf", d, nil)
+	return validateDynamic("domains.conf", d, nil, dynOptions{})
 }
 
 // FindAccount returns the index of the account named name (compared without

@@ -111,6 +111,15 @@ func (kl *keyLines) line(p keyPath) int {
 	return 0
 }
 
+// has reports whether path p itself is in the file.
+func (kl *keyLines) has(p keyPath) bool {
+	if kl == nil {
+		return false
+	}
+	_, ok := kl.exact[p.join()]
+	return ok
+}
+
 // plainLine returns the first line of a path reported by the TOML library
 // (without indices), or 0.
 func (kl *keyLines) plainLine(k toml.Key) int {

@@ -98,6 +98,117 @@ type QueueSlice struct {
 	Postmaster string         `json:"postmaster"`
 	Domains    []AddrDomain   `json:"domains"`
 	Accounts   []QueueAccount `json:"accounts"`
+
+	// Outbound delivery ([queue] in moxd.conf).
+	Delivery QueueDelivery `json:"delivery"`
+	// Transports by name ([[transport]] in moxd.conf), secrets included:
+	// queue is the only role that uses them.
+	Transports []QueueTransport `json:"transports,omitempty"`
+	// Routes are the global routes ([[route]] in domains.conf), evaluated
+	// after the sender account's and the sender domain's.
+	Routes []QueueRoute `json:"routes,omitempty"`
+	// DomainRoutes are the routes of each local domain ([[domain.route]]),
+	// by domain name (Unicode form, lower-case).
+	DomainRoutes map[string][]QueueRoute `json:"domain_routes,omitempty"`
+	// DKIM lists the selectors to sign with per local domain
+	// ([[domain.dkim]]), by domain name (Unicode form, lower-case).
+	DKIM map[string][]QueueDKIM `json:"dkim,omitempty"`
+}
+
+// QueueDKIM is one DKIM selector of a domain; keys holds its key.
+type QueueDKIM struct {
+	Selector  string `json:"selector"`
+	Algorithm string `json:"algorithm"` // "ed25519" or "rsa2048"
+}
+
+// QueueDelivery holds the settings of outbound delivery. Durations are
+// nanoseconds (time.Duration).
+type QueueDelivery struct {
+	// MaxAttempts is the number of delivery attempts of a recipient
+	// before it fails (default 8).
+	MaxAttempts int `json:"max_attempts"`
+	// FirstRetry is the delay after the first failed attempt; every
+	// further delay doubles (default 7.5 minutes).
+	FirstRetry time.Duration `json:"first_retry"`
+	// DelayedDSNAfter is the failed attempt after which a "delayed" DSN
+	// is sent (default 5; 0: never).
+	DelayedDSNAfter int `json:"delayed_dsn_after"`
+	// Keep is how long retired messages and their delivery attempts are
+	// kept for each account (default 7 days).
+	Keep time.Duration `json:"keep"`
+	// Concurrency is the most deliveries in flight (default 64);
+	// DestinationConcurrency the most to one destination (default 10).
+	Concurrency            int `json:"concurrency"`
+	DestinationConcurrency int `json:"destination_concurrency"`
+	// DestinationRate is the most new transactions per minute to one
+	// destination; 0: no limit.
+	DestinationRate int `json:"destination_rate"`
+	// SourceIPs are the local addresses direct delivery connects from;
+	// empty: the system chooses.
+	SourceIPs []string `json:"source_ips,omitempty"`
+	// MTASTS enables MTA-STS policy fetching for direct delivery
+	// (default true).
+	MTASTS bool `json:"mta_sts"`
+	// TestCA is PEM of extra CA certificates trusted for PKIX
+	// verification (MTA-STS policies and MX certificates, smarthosts),
+	// next to the system roots; for tests and private CAs
+	// (queue.ca_file).
+	TestCA string `json:"test_ca,omitempty"`
+	// Ports overrides the SMTP port of direct delivery (tests: MX on a
+	// high port); 0 means 25.
+	Port int `json:"port,omitempty"`
+}
+
+// Transport kinds.
+const (
+	TransportDirect      = "direct"      // MX lookup, DANE / MTA-STS, port 25
+	TransportSMTP        = "smtp"        // a smarthost on port 25, no auth
+	TransportSubmission  = "submission"  // port 587, STARTTLS required, SASL
+	TransportSubmissions = "submissions" // port 465, implicit TLS, SASL
+	TransportSocks       = "socks"       // direct delivery through a SOCKS5 proxy
+)
+
+// QueueTransport is one [[transport]].
+type QueueTransport struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"` // one of the Transport* constants
+	// Host and Port of the smarthost (smtp, submission, submissions).
+	Host string `json:"host,omitempty"`
+	Port int    `json:"port,omitempty"`
+	// Username and Password for SASL (submission, submissions; smtp when
+	// set). Password is read by master from password_file.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// Mechanisms restricts and orders the SASL mechanisms; empty: the
+	// most secure one the server offers.
+	Mechanisms []string `json:"mechanisms,omitempty"`
+	// NoTLSVerify skips certificate verification of a smarthost (smtp,
+	// submission, submissions); by default it is verified with PKIX.
+	NoTLSVerify bool `json:"no_tls_verify,omitempty"`
+	// SourceIPs are the local addresses to connect from (direct, smtp,
+	// submission, submissions).
+	SourceIPs []string `json:"source_ips,omitempty"`
+	// SocksAddress is "host:port" of the SOCKS5 proxy (socks);
+	// RemoteIPs are the proxy's public addresses (for SPF checks) and
+	// RemoteHostname the name used in EHLO through it.
+	SocksAddress   string   `json:"socks_address,omitempty"`
+	RemoteIPs      []string `json:"remote_ips,omitempty"`
+	RemoteHostname string   `json:"remote_hostname,omitempty"`
+}
+
+// QueueRoute is one [[route]], [[domain.route]] or [[account.route]]:
+// first match wins, in the order account, sender domain, global.
+type QueueRoute struct {
+	// FromDomains: the MAIL FROM domain is one of these ("" or empty:
+	// any); a leading "." matches subdomains.
+	FromDomains []string `json:"from_domains,omitempty"`
+	// ToDomains: the recipient's domain is one of these (same rules).
+	ToDomains []string `json:"to_domains,omitempty"`
+	// MinimumAttempts: the route applies from this many earlier attempts
+	// on (0: always), e.g. a fallback relay from the fourth attempt.
+	MinimumAttempts int `json:"minimum_attempts,omitempty"`
+	// Transport is a transport name; "" means direct delivery.
+	Transport string `json:"transport"`
 }
 
 // QueueAccount is one account as queue sees it.
@@ -110,6 +221,12 @@ type QueueAccount struct {
 	// submissions over the last 24 hours; 0 means no limit.
 	MaxMessagesPerDay            int `json:"max_messages_per_day"`
 	MaxFirstTimeRecipientsPerDay int `json:"max_first_time_recipients_per_day"`
+	// Routes of the account ([[account.route]]), evaluated first.
+	Routes []QueueRoute `json:"routes,omitempty"`
+	// UniqueMailFrom sends every message with a MAIL FROM carrying a
+	// unique id after the domain's first localpart separator, so that
+	// DSNs can be matched to the message (account.unique_mail_from).
+	UniqueMailFrom bool `json:"unique_mail_from,omitempty"`
 }
 
 // AddrDomain is a local domain with its addressing rules, shared by store

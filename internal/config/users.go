@@ -132,6 +132,26 @@ func ResolveGroup(spec string) (uint32, error) {
 	return gid, nil
 }
 
+// lookupUID resolves the name of a unix user of an account
+// (account.unix_users) in the passwd database. Unlike ResolveUser it takes
+// only names and allows root: these users' mail is submitted, nothing runs
+// as them.
+func lookupUID(name string) (uint32, error) {
+	pw, err := user.Lookup(name)
+	if err != nil {
+		var unknown user.UnknownUserError
+		if errors.As(err, &unknown) {
+			return 0, fmt.Errorf("unknown user %q (remove it, or give a numeric uid)", name)
+		}
+		return 0, fmt.Errorf("looking up user %q: %w", name, err)
+	}
+	uid, err := parseID(pw.Uid)
+	if err != nil {
+		return 0, fmt.Errorf("user %q: passwd uid %q: %w", name, pw.Uid, err)
+	}
+	return uid, nil
+}
+
 func isDigit(c byte) bool {
 	return c >= '0' && c <= '9'
 }

@@ -5,6 +5,8 @@ package config
 // run of "moxd-master -n" shows everything to fix.
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -133,6 +135,8 @@ func validateStatic(file string, s *Static, kl *keyLines) error {
 	}
 
 	errs = append(errs, validateSections(file, s, kl)...)
+	errs = append(errs, validateQueue(file, s, kl)...)
+	errs = append(errs, validateTransports(file, s, kl)...)
 	return errors.Join(errs...)
 }
 
@@ -268,14 +272,390 @@ func parseNetwork(s string) (netip.Prefix, error) {
 
 // parseDelay parses a delay of [limits]: a Go duration from 0 to maxDelay.
 func parseDelay(s string) (time.Duration, error) {
+	return parseDuration(s, 0, maxDelay, `"1s", "500ms" or "0s"`)
+}
+
+// parseDuration parses a Go duration from lo to hi; examples are shown
+// when s does not parse.
+func parseDuration(s string, lo, hi time.Duration, examples string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("bad duration %q: want a number with a unit, such as \"1s\", \"500ms\" or \"0s\"", s)
+		return 0, fmt.Errorf("bad duration %q: want a number with a unit, such as %s", s, examples)
 	}
-	if d < 0 || d > maxDelay {
-		return 0, fmt.Errorf("duration %q is outside the allowed range from \"0s\" to \"1m\"", s)
+	if d < lo || d > hi {
+		return 0, fmt.Errorf("duration %q is outside the allowed range from %q to %q", s, shortDuration(lo), shortDuration(hi))
 	}
 	return d, nil
+}
+
+// shortDuration formats d as a Go duration without zero minutes and
+// seconds: "1m", not "1m0s".
+func shortDuration(d time.Duration) string {
+	t := d.String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
+}
+
+// Bounds of the [queue] values.
+const (
+	minFirstRetry = time.Second
+	maxFirstRetry = 24 * time.Hour
+	minKeep       = time.Hour
+	maxKeep       = 8760 * time.Hour
+)
+
+// validateQueue checks and normalizes the [queue] section.
+func validateQueue(file string, s *Static, kl *keyLines) []error {
+	var errs []error
+	add := func(key string, format string, args ...any) {
+		errs = append(errs, kl.errorf(file, keyPath{"queue", key}, format, args...))
+	}
+	q := &s.Queue
+	for _, r := range []struct {
+		key    string
+		n      int
+		lo, hi int
+	}{
+		{"max_attempts", q.MaxAttempts, 1, 100},
+		{"concurrency", q.Concurrency, 1, 10000},
+		{"destination_concurrency", q.DestinationConcurrency, 1, 1000},
+		{"port", q.Port, 0, 65535},
+	} {
+		if r.n < r.lo || r.n > r.hi {
+			add(r.key, "%d is outside the allowed range from %d to %d", r.n, r.lo, r.hi)
+		}
+	}
+	switch n := q.DelayedDSNAfter; {
+	case n < 0:
+		add("delayed_dsn_after", "%d is negative; use 0 for no delayed DSN", n)
+	case n > 0 && n >= q.MaxAttempts:
+		what := strconv.Itoa(n)
+		if !kl.has(keyPath{"queue", "delayed_dsn_after"}) {
+			what = "the default " + what
+		}
+		add("delayed_dsn_after", "%s is not less than max_attempts (%d), after which the sender gets a failure DSN instead; set it lower, or to 0 for no delayed DSN", what, q.MaxAttempts)
+	}
+	if q.DestinationRate < 0 {
+		add("destination_rate", "%d is negative; use 0 for no limit", q.DestinationRate)
+	}
+	if _, err := parseDuration(q.FirstRetry, minFirstRetry, maxFirstRetry, `"30s", "7.5m" or "1h"`); err != nil {
+		add("first_retry", "%v", err)
+	}
+	if _, err := parseDuration(q.Keep, minKeep, maxKeep, `"48h" or "720h" (30 days)`); err != nil {
+		add("keep", "%v", err)
+	}
+	errs = append(errs, checkSourceIPs(file, kl, keyPath{"queue", "source_ips"}, q.SourceIPs)...)
+	switch {
+	case q.CAFile == "":
+	case !filepath.IsAbs(q.CAFile):
+		add("ca_file", "%q is not an absolute path", q.CAFile)
+	default:
+		q.CAFile = filepath.Clean(q.CAFile)
+	}
+	return errs
+}
+
+// checkSourceIPs checks and normalizes a list of local addresses to connect
+// from.
+func checkSourceIPs(file string, kl *keyLines, p keyPath, l []string) []error {
+	var errs []error
+	for i, s := range l {
+		ip, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("bad IP address %q: want an address of this host such as \"192.0.2.25\" or \"2001:db8::25\"", s)
+		case ip.Zone() != "":
+			err = fmt.Errorf("address %q has a zone; give a global address", s)
+		case ip.IsUnspecified():
+			err = fmt.Errorf("address %q is unspecified; leave the list empty to let the system choose", s)
+		case slices.Contains(l[:i], ip.Unmap().String()):
+			err = fmt.Errorf("address %q is listed twice", s)
+		}
+		if err != nil {
+			errs = append(errs, kl.errorf(file, p.with(index(i)), "%v", err))
+			continue
+		}
+		l[i] = ip.Unmap().String()
+	}
+	return errs
+}
+
+// saslMechanisms are the mechanisms transport.mechanisms may list, most
+// secure first.
+var saslMechanisms = []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN"}
+
+// Kinds of transports by what they use.
+var (
+	transportKinds = []string{TransportDirect, TransportSMTP, TransportSubmission, TransportSubmissions, TransportSocks}
+	smarthostKinds = []string{TransportSMTP, TransportSubmission, TransportSubmissions}
+	sourceIPKinds  = []string{TransportDirect, TransportSMTP, TransportSubmission, TransportSubmissions}
+	socksKinds     = []string{TransportSocks}
+)
+
+// validateTransports checks and normalizes the [[transport]] sections.
+func validateTransports(file string, s *Static, kl *keyLines) []error {
+	var errs []error
+	add := func(p keyPath, format string, args ...any) {
+		errs = append(errs, kl.errorf(file, p, format, args...))
+	}
+	names := map[string]int{}
+	for i := range s.Transports {
+		t := &s.Transports[i]
+		p := keyPath{"transport", index(i)}
+		if err := checkTransportName(t.Name); err != nil {
+			add(p.with("name"), "%v", err)
+		} else if j, ok := names[t.Name]; ok {
+			add(p.with("name"), "transport %q is also configured in transport[%d] (line %d)", t.Name, j, kl.line(keyPath{"transport", index(j), "name"}))
+		} else {
+			names[t.Name] = i
+		}
+		if t.Kind == "" {
+			add(p.with("kind"), "required: one of %s", orList(transportKinds))
+			continue
+		} else if !slices.Contains(transportKinds, t.Kind) {
+			add(p.with("kind"), "unknown kind %q (use one of %s)", t.Kind, orList(transportKinds))
+			continue
+		}
+
+		// Keys that only some kinds use.
+		for _, k := range []struct {
+			key   string
+			set   bool
+			kinds []string
+		}{
+			{"host", t.Host != "", smarthostKinds},
+			{"port", t.Port != 0, smarthostKinds},
+			{"username", t.Username != "", smarthostKinds},
+			{"password_file", t.PasswordFile != "", smarthostKinds},
+			{"mechanisms", len(t.Mechanisms) > 0, smarthostKinds},
+			{"no_tls_verify", t.NoTLSVerify, smarthostKinds},
+			{"source_ips", len(t.SourceIPs) > 0, sourceIPKinds},
+			{"socks_address", t.SocksAddress != "", socksKinds},
+			{"remote_ips", len(t.RemoteIPs) > 0, socksKinds},
+			{"remote_hostname", t.RemoteHostname != "", socksKinds},
+		} {
+			if k.set && !slices.Contains(k.kinds, t.Kind) {
+				what := "kind"
+				if len(k.kinds) > 1 {
+					what = "kinds"
+				}
+				add(p.with(k.key), "not used by kind %q, only by %s %s; remove the line or change kind", t.Kind, what, andList(k.kinds))
+			}
+		}
+
+		if slices.Contains(smarthostKinds, t.Kind) {
+			if t.Host == "" {
+				add(p.with("host"), "required for kind %q: the host name or IP address of the smarthost", t.Kind)
+			} else if host, err := normalizeHost(t.Host); err != nil {
+				add(p.with("host"), "%v", err)
+			} else {
+				t.Host = host
+			}
+			if t.Port < 0 || t.Port > 65535 {
+				add(p.with("port"), "%d is outside the allowed range from 1 to 65535; 0 or no line means %d", t.Port, defaultTransportPort(t.Kind))
+			}
+			switch {
+			case t.Username != "" && t.PasswordFile == "":
+				add(p.with("password_file"), "required with username: the file with the password on its first line")
+			case t.Username == "" && t.PasswordFile != "":
+				add(p.with("password_file"), "no username to go with it; set username too, or remove the line")
+			case t.PasswordFile != "" && !filepath.IsAbs(t.PasswordFile):
+				add(p.with("password_file"), "%q is not an absolute path", t.PasswordFile)
+			case t.PasswordFile != "":
+				t.PasswordFile = filepath.Clean(t.PasswordFile)
+			}
+			if len(t.Mechanisms) > 0 && t.Username == "" {
+				add(p.with("mechanisms"), "no username to authenticate with; set username too, or remove the line")
+			}
+			for j, m := range t.Mechanisms {
+				um := strings.ToUpper(m)
+				switch {
+				case !slices.Contains(saslMechanisms, um):
+					add(p.with("mechanisms", index(j)), "unknown mechanism %q (use %s)", m, andList(saslMechanisms))
+				case slices.Contains(t.Mechanisms[:j], um):
+					add(p.with("mechanisms", index(j)), "mechanism %q is listed twice", m)
+				default:
+					t.Mechanisms[j] = um
+				}
+			}
+		}
+		errs = append(errs, checkSourceIPs(file, kl, p.with("source_ips"), t.SourceIPs)...)
+
+		if t.Kind == TransportSocks {
+			if t.SocksAddress == "" {
+				add(p.with("socks_address"), "required for kind socks: \"host:port\" of the SOCKS5 proxy")
+			} else if addr, err := parseSocksAddress(t.SocksAddress); err != nil {
+				add(p.with("socks_address"), "%v", err)
+			} else {
+				t.SocksAddress = addr
+			}
+			if len(t.RemoteIPs) == 0 {
+				add(p.with("remote_ips"), "required for kind socks: the IP addresses the proxy connects from, e.g. [\"192.0.2.25\"]")
+			}
+			for j, ipStr := range t.RemoteIPs {
+				ip, err := netip.ParseAddr(ipStr)
+				if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
+					add(p.with("remote_ips", index(j)), "bad IP address %q: want a public address of the proxy such as \"192.0.2.25\" or \"2001:db8::25\"", ipStr)
+					continue
+				}
+				t.RemoteIPs[j] = ip.Unmap().String()
+			}
+			if t.RemoteHostname == "" {
+				add(p.with("remote_hostname"), "required for kind socks: the host name of the proxy's remote_ips, used in EHLO")
+			} else if _, ascii, err := normalizeDomain(t.RemoteHostname); err != nil {
+				add(p.with("remote_hostname"), "%v", err)
+			} else {
+				t.RemoteHostname = ascii
+			}
+		}
+	}
+	return errs
+}
+
+// checkTransportName checks the name of a [[transport]]: letters, digits,
+// '-' and '_'.
+func checkTransportName(name string) error {
+	if name == "" {
+		return errors.New("required: a name for routes to refer to, e.g. \"relay\"")
+	}
+	for _, c := range name {
+		if !isBareKeyChar(c) {
+			return fmt.Errorf("transport name %q may contain only letters, digits, '-' and '_'", name)
+		}
+	}
+	return nil
+}
+
+// defaultTransportPort is the port of a smarthost of a kind when the
+// transport gives none.
+func defaultTransportPort(kind string) int {
+	switch kind {
+	case TransportSubmission:
+		return 587
+	case TransportSubmissions:
+		return 465
+	}
+	return 25
+}
+
+// normalizeHost checks a host to connect to, a domain name or an IP
+// address, and returns its ASCII form.
+func normalizeHost(host string) (string, error) {
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
+		if ip.Zone() != "" || ip.IsUnspecified() {
+			return "", fmt.Errorf("host %q: want a global IP address or a host name", host)
+		}
+		return ip.Unmap().String(), nil
+	}
+	if strings.Contains(host, ":") {
+		return "", fmt.Errorf("host %q is not a host name or IP address; give a port in the port option", host)
+	}
+	_, ascii, err := normalizeDomain(host)
+	if err != nil {
+		return "", fmt.Errorf("host %q: %w", host, err)
+	}
+	return ascii, nil
+}
+
+// parseSocksAddress checks "host:port" of a SOCKS5 proxy and returns it
+// normalized.
+func parseSocksAddress(s string) (string, error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return "", fmt.Errorf("bad address %q: want \"host:port\", with an IPv6 address in brackets, e.g. \"127.0.0.1:1080\"", s)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 || portStr[0] == '+' {
+		return "", fmt.Errorf("address %q: port %q is not a number from 1 to 65535", s, portStr)
+	}
+	h, err := normalizeHost(host)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", s, err)
+	}
+	return net.JoinHostPort(h, strconv.FormatUint(port, 10)), nil
+}
+
+// orList and andList join words for messages: "a, b or c", "a, b and c".
+func orList(l []string) string  { return joinList(l, "or") }
+func andList(l []string) string { return joinList(l, "and") }
+
+func joinList(l []string, conj string) string {
+	if len(l) <= 1 {
+		return strings.Join(l, "")
+	}
+	return strings.Join(l[:len(l)-1], ", ") + " " + conj + " " + l[len(l)-1]
+}
+
+// readQueueFiles reads the files that [queue] and [[transport]] name: the
+// CA certificates of queue.ca_file and the password of each
+// password_file, into unexported fields for the queue slice. Load calls
+// it, LoadStatic does not: the files may be readable by root only.
+func readQueueFiles(file string, s *Static, kl *keyLines, readFile func(string) ([]byte, error)) []error {
+	var errs []error
+	if path := s.Queue.CAFile; path != "" {
+		p := keyPath{"queue", "ca_file"}
+		data, err := readFile(path)
+		if err == nil {
+			s.Queue.caPEM, err = caCertificates(data)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", path, err)
+			}
+		}
+		if err != nil {
+			errs = append(errs, kl.errorf(file, p, "%v", err))
+		}
+	}
+	for i := range s.Transports {
+		t := &s.Transports[i]
+		if t.PasswordFile == "" {
+			continue
+		}
+		p := keyPath{"transport", index(i), "password_file"}
+		data, err := readFile(t.PasswordFile)
+		if err != nil {
+			errs = append(errs, kl.errorf(file, p, "%v (the file holds the password for username on its first line)", err))
+			continue
+		}
+		pw, _, _ := strings.Cut(string(data), "\n")
+		pw = strings.TrimSuffix(pw, "\r")
+		if pw == "" {
+			errs = append(errs, kl.errorf(file, p, "%s: the first line is empty; put the password for username on it", t.PasswordFile))
+			continue
+		}
+		t.password = &pw
+	}
+	return errs
+}
+
+// caCertificates returns the CERTIFICATE blocks of PEM data, each of which
+// must parse; other blocks are left out.
+func caCertificates(data []byte) (string, error) {
+	var b strings.Builder
+	n := 0
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		n++
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return "", fmt.Errorf("certificate %d: %v", n, err)
+		}
+		b.Write(pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: block.Bytes}))
+	}
+	if n == 0 {
+		return "", errors.New("no PEM CERTIFICATE block; give a file with one or more CA certificates in PEM")
+	}
+	return b.String(), nil
 }
 
 // validateListeners checks and normalizes every listening address: an IP
@@ -349,12 +729,31 @@ func parseListenAddr(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip, uint16(port)), nil
 }
 
-// validateDynamic checks d and normalizes it in place (lower-cased domains).
-func validateDynamic(file string, d *Dynamic, kl *keyLines) error {
-	v := &dynValidator{file: file, d: d, kl: kl, domains: map[string]int{}, owners: map[string]addrOwner{}, aliases: map[string]keyPath{}}
+// dynOptions is what validation of domains.conf needs besides the file.
+type dynOptions struct {
+	// static is the moxd.conf that domains.conf is loaded with, when
+	// known (Load): the transports of routes must be configured in it.
+	static *Static
+	// lookupUID resolves the user names of unix_users; nil means the
+	// passwd database.
+	lookupUID func(name string) (uint32, error)
+}
+
+// validateDynamic checks d and normalizes it in place (lower-cased domains),
+// and resolves the unix users of accounts.
+func validateDynamic(file string, d *Dynamic, kl *keyLines, opts dynOptions) error {
+	v := &dynValidator{file: file, d: d, kl: kl, opts: opts, domains: map[string]int{}, owners: map[string]addrOwner{}, aliases: map[string]keyPath{}, uids: map[uint32]addrOwner{}}
 	v.checkDomains()
 	v.checkAccounts()
 	v.checkAliases()
+	v.checkRoutes(nil, d.Routes)
+	d.accountUIDs = nil
+	for uid, o := range v.uids {
+		if d.accountUIDs == nil {
+			d.accountUIDs = map[uint32]string{}
+		}
+		d.accountUIDs[uid] = d.Accounts[o.account].Name
+	}
 
 	// RFC 5321 §4.5.1: every domain must accept mail for postmaster. Checked
 	// once the rest is valid, so the suggested line is one that loads.
@@ -384,14 +783,17 @@ type dynValidator struct {
 	file string
 	d    *Dynamic
 	kl   *keyLines
+	opts dynOptions
 	errs []error
 
 	domains map[string]int       // ASCII name -> index
 	owners  map[string]addrOwner // address key (see addrKey) -> owner
 	aliases map[string]keyPath   // alias address key -> where
+	uids    map[uint32]addrOwner // uid of unix_users -> account
 }
 
-// addrOwner is the account that has an address, and where it says so.
+// addrOwner is the account that has an address (or a unix user), and where
+// it says so.
 type addrOwner struct {
 	account int
 	path    keyPath
@@ -504,6 +906,7 @@ func (v *dynValidator) checkDomains() {
 				v.add(sp.with("algorithm"), "unknown DKIM algorithm %q (use ed25519 or rsa2048)", sel.Algorithm)
 			}
 		}
+		v.checkRoutes(p, dom.Routes)
 	}
 }
 
@@ -585,7 +988,137 @@ func (v *dynValidator) checkAccounts() {
 		if _, err := ParseQuota(acc.Quota); err != nil {
 			v.add(p.with("quota"), "%v", err)
 		}
+		if acc.UniqueMailFrom && !v.hasSeparators(acc) {
+			v.add(p.with("unique_mail_from"), "none of the account's domains has localpart_separators, which the unique id needs; add localpart_separators = [\"+\"] to the [[domain]] of an address of the account, or remove the line")
+		}
+		v.checkUnixUsers(i, p)
+		v.checkRoutes(p, acc.Routes)
 	}
+}
+
+// hasSeparators reports whether a domain of an address of acc has
+// localpart_separators.
+func (v *dynValidator) hasSeparators(acc *Account) bool {
+	for _, addr := range acc.AllAddresses() {
+		_, domain, err := splitAccountAddress(addr)
+		if err != nil {
+			continue
+		}
+		if _, ascii, err := normalizeDomain(domain); err == nil {
+			if dom := v.domainOf(ascii); dom != nil && len(dom.LocalpartSeparators) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkUnixUsers resolves the unix_users of account i at p. A uid may
+// belong to one account only.
+func (v *dynValidator) checkUnixUsers(i int, p keyPath) {
+	for j, spec := range v.d.Accounts[i].UnixUsers {
+		up := p.with("unix_users", index(j))
+		uid, err := v.unixUID(spec)
+		if err != nil {
+			v.add(up, "%v", err)
+			continue
+		}
+		if o, ok := v.uids[uid]; ok {
+			if o.account == i {
+				v.add(up, "user %q (uid %d) is listed twice", spec, uid)
+			} else {
+				v.add(up, "user %q (uid %d) is also listed at %s (line %d) of account %q; a user's local mail goes to one account", spec, uid, o.path, v.kl.line(o.path), v.d.Accounts[o.account].Name)
+			}
+			continue
+		}
+		v.uids[uid] = addrOwner{i, up}
+	}
+}
+
+// unixUID resolves a unix user of an account: a numeric uid, or a name in
+// the passwd database.
+func (v *dynValidator) unixUID(spec string) (uint32, error) {
+	if spec == "" {
+		return 0, errors.New("empty user; give a user name or a numeric uid")
+	}
+	if isDigit(spec[0]) {
+		uid, err := parseID(spec)
+		if err != nil {
+			return 0, fmt.Errorf("user %q: uid: %w", spec, err)
+		}
+		return uid, nil
+	}
+	lookup := v.opts.lookupUID
+	if lookup == nil {
+		lookup = lookupUID
+	}
+	return lookup(spec)
+}
+
+// checkRoutes checks and normalizes the [[route]] sections under p (nil
+// for the global ones).
+func (v *dynValidator) checkRoutes(p keyPath, routes []Route) {
+	for i := range routes {
+		r := &routes[i]
+		rp := p.with("route", index(i))
+		for _, f := range []struct {
+			key string
+			l   []string
+		}{{"from_domains", r.FromDomains}, {"to_domains", r.ToDomains}} {
+			for j, dom := range f.l {
+				norm, err := normalizeRouteDomain(dom)
+				if err != nil {
+					v.add(rp.with(f.key, index(j)), "%v", err)
+					continue
+				}
+				f.l[j] = norm
+			}
+		}
+		if r.MinimumAttempts < 0 {
+			v.add(rp.with("minimum_attempts"), "%d is negative; use 0 for a route that applies from the first attempt on", r.MinimumAttempts)
+		}
+
+		// Cross-file checks, when domains.conf is loaded with its
+		// moxd.conf.
+		s := v.opts.static
+		if s == nil {
+			continue
+		}
+		if r.Transport != "" && s.FindTransport(r.Transport) < 0 {
+			var names []string
+			for _, t := range s.Transports {
+				names = append(names, strconv.Quote(t.Name))
+			}
+			known := "moxd.conf has no [[transport]] sections"
+			if len(names) > 0 {
+				known = "moxd.conf has " + andList(names)
+			}
+			v.add(rp.with("transport"), "no [[transport]] named %q in moxd.conf (%s); add it there, or leave transport empty for direct delivery", r.Transport, known)
+		}
+		if r.MinimumAttempts > 0 && r.MinimumAttempts >= s.Queue.MaxAttempts {
+			v.add(rp.with("minimum_attempts"), "%d: the route never applies, as queue.max_attempts in moxd.conf is %d; lower it", r.MinimumAttempts, s.Queue.MaxAttempts)
+		}
+	}
+}
+
+// normalizeRouteDomain checks a domain of a route, which a leading "."
+// makes match subdomains, and returns it lower-cased.
+func normalizeRouteDomain(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty domain; leave the list empty to match any domain")
+	}
+	rest, sub := strings.CutPrefix(s, ".")
+	if rest == "" || strings.HasPrefix(rest, ".") {
+		return "", fmt.Errorf("domain %q: want a domain name, with one leading \".\" to match its subdomains", s)
+	}
+	name, _, err := normalizeDomain(rest)
+	if err != nil {
+		return "", err
+	}
+	if sub {
+		return "." + name, nil
+	}
+	return name, nil
 }
 
 // claimed reports (and for a conflict, adds an error) whether the address

@@ -247,7 +247,7 @@ func writeDynamic(path string, d *Dynamic, expect [32]byte, keep int, rename fun
 	}
 
 	nd := cloneValue(reflect.ValueOf(d).Elem()).Addr().Interface().(*Dynamic)
-	if err := validateDynamic(path, nd, nil); err != nil {
+	if err := validateDynamic(path, nd, nil, dynOptions{}); err != nil {
 		return zero, fmt.Errorf("not writing %s, the new configuration is invalid: %w", path, err)
 	}
 	data, err := MarshalDynamic(nd)
@@ -393,12 +393,16 @@ func writeTemp(path string, data []byte, mode fs.FileMode) (name string, rerr er
 }
 
 // cloneValue returns a deep copy of v (structs, slices and plain values, as
-// the configuration types hold), addressable.
+// the configuration types hold), addressable. Unexported fields, which hold
+// what validation derives and are not in the file, are left zero.
 func cloneValue(v reflect.Value) reflect.Value {
 	c := reflect.New(v.Type()).Elem()
 	switch v.Kind() {
 	case reflect.Struct:
 		for i := range v.NumField() {
+			if !v.Type().Field(i).IsExported() {
+				continue
+			}
 			c.Field(i).Set(cloneValue(v.Field(i)))
 		}
 	case reflect.Slice:
@@ -432,11 +436,14 @@ func cloneValue(v reflect.Value) reflect.Value {
 
 // sameValue reports whether a and b hold the same configuration: like
 // reflect.DeepEqual, but a nil and an empty slice are the same, as they are
-// in a TOML file.
+// in a TOML file. Unexported fields, not in the file, are not compared.
 func sameValue(a, b reflect.Value) bool {
 	switch a.Kind() {
 	case reflect.Struct:
 		for i := range a.NumField() {
+			if !a.Type().Field(i).IsExported() {
+				continue
+			}
 			if !sameValue(a.Field(i), b.Field(i)) {
 				return false
 			}

@@ -23,18 +23,34 @@ func fullDynamic() *Dynamic {
 		PostmasterAccount: "postmaster",
 		Domains: []Domain{
 			{Name: "example.com", DKIM: []DKIMSelector{{"moxd-ed", "ed25519"}, {"moxd-rsa", "rsa2048"}}, LocalpartSeparators: []string{"+", "-"},
-				Aliases: []Alias{{Address: "team@example.com", Members: []string{"mjl@example.com", "jöran@bücher.example"}, MembersMaySend: true}}},
+				Aliases: []Alias{{Address: "team@example.com", Members: []string{"mjl@example.com", "jöran@bücher.example"}, MembersMaySend: true}},
+				Routes:  []Route{{ToDomains: []string{".bücher.example", "例え.テスト"}, MinimumAttempts: 2}}},
 			{Name: "bücher.example", LocalpartCaseSensitive: true},
 			{Name: "例え.テスト", DKIM: []DKIMSelector{{"sel.2024", "ed25519"}}},
 		},
 		Accounts: []Account{
 			{Name: "mjl", Addresses: []string{"mjl@example.com", "Mjl.Other@bücher.example", "@例え.テスト"}, MaxMessagesPerDay: &zero,
-				Destinations: []Destination{{"mjl@example.com", "Archive/Direct"}, {"moxd@example.com", "Lists/moxd"}}},
+				Destinations:   []Destination{{"mjl@example.com", "Archive/Direct"}, {"moxd@example.com", "Lists/moxd"}},
+				UniqueMailFrom: true, Routes: []Route{{FromDomains: []string{"example.com"}}, {}}},
 			{Name: "jo_ran-2.x", Addresses: []string{"jöran@bücher.example", "用户@例え.テスト", `"a \"quoted\" \\ one"@example.com`}, MaxFirstTimeRecipientsPerDay: &many},
 			{Name: "empty", Addresses: []string{}},
 			{Name: "postmaster", Addresses: []string{"postmaster@example.com", "postmaster@bücher.example", "postmaster@例え.テスト"}, Quota: "10G"},
 		},
+		Routes: []Route{{FromDomains: []string{".example.com"}, ToDomains: []string{"example.net"}, MinimumAttempts: 1}},
 	}
+}
+
+// withUnixUsers is a normalized configuration with unix users, which
+// validation resolves.
+func withUnixUsers(t *testing.T) *Dynamic {
+	d := withPostmaster(&Dynamic{
+		Domains:  []Domain{{Name: "example.org"}},
+		Accounts: []Account{{Name: "a", Addresses: []string{"a@example.org"}, UnixUsers: []string{"1000", "1001"}}, {Name: "b", Addresses: []string{}, UnixUsers: []string{}}},
+	})
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // withPostmaster gives every domain of d that has no postmaster address one,
@@ -64,6 +80,7 @@ func TestMarshalDynamicRoundTrip(t *testing.T) {
 		{"empty", &Dynamic{}},
 		{"domain only", withPostmaster(&Dynamic{Domains: []Domain{{Name: "example.org"}}})},
 		{"full", fullDynamic()},
+		{"unix users", withUnixUsers(t)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

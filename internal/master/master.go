@@ -473,7 +473,9 @@ func storeSlice(cfg *config.Config) *config.StoreSlice {
 }
 
 // queueSlice is what moxd-queue needs: which addresses each account may
-// send as, its daily limits, and who gets system mail.
+// send as, its daily limits, and who gets system mail; the [queue]
+// settings, the transports with their passwords, the routes and the DKIM
+// selectors to sign with.
 func queueSlice(cfg *config.Config, dns config.DNSSlice) *config.QueueSlice {
 	qs := &config.QueueSlice{
 		Localserve:     cfg.Static.Localserve,
@@ -482,6 +484,12 @@ func queueSlice(cfg *config.Config, dns config.DNSSlice) *config.QueueSlice {
 		Postmaster:     cfg.Dynamic.Postmaster(cfg.Static.Hostname),
 		Domains:        cfg.Dynamic.AddrDomains(),
 		Accounts:       []config.QueueAccount{},
+		// Load read the CA file and the password files: no file IO here.
+		Delivery:     cfg.Static.QueueDelivery(),
+		Transports:   cfg.Static.QueueTransports(),
+		Routes:       cfg.Dynamic.QueueRoutes(),
+		DomainRoutes: cfg.Dynamic.DomainRoutes(),
+		DKIM:         cfg.Dynamic.QueueDKIM(),
 	}
 	for _, a := range cfg.Dynamic.Accounts {
 		qs.Accounts = append(qs.Accounts, config.QueueAccount{
@@ -489,6 +497,8 @@ func queueSlice(cfg *config.Config, dns config.DNSSlice) *config.QueueSlice {
 			Addresses:                    a.AllAddresses(),
 			MaxMessagesPerDay:            a.MessagesPerDay(),
 			MaxFirstTimeRecipientsPerDay: a.FirstTimeRecipientsPerDay(),
+			Routes:                       a.QueueRoutes(),
+			UniqueMailFrom:               a.UniqueMailFrom,
 		})
 	}
 	return qs

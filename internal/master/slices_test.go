@@ -143,6 +143,15 @@ func TestRoleSlices(t *testing.T) {
 			{Name: "mjl", Addresses: []string{"mjl@example.com", "postmaster@example.com", "moxd@example.com"}, MaxMessagesPerDay: 10, MaxFirstTimeRecipientsPerDay: 200},
 			{Name: "jo", Addresses: []string{"jo@example.com"}, MaxMessagesPerDay: 1000, MaxFirstTimeRecipientsPerDay: 200},
 		},
+		Delivery: config.QueueDelivery{
+			MaxAttempts:            8,
+			FirstRetry:             7*time.Minute + 30*time.Second,
+			DelayedDSNAfter:        5,
+			Keep:                   7 * 24 * time.Hour,
+			Concurrency:            64,
+			DestinationConcurrency: 10,
+			MTASTS:                 true,
+		},
 	}
 	if got := l[ipc.RoleQueue].Queue; !reflect.DeepEqual(got, wantQueue) {
 		t.Errorf("queue slice\n got %+v\nwant %+v", got, wantQueue)
@@ -171,6 +180,87 @@ func TestRoleSlices(t *testing.T) {
 	}
 	if q := l[ipc.RoleQueue].Queue; q.Localserve || l[ipc.RoleSMTP].SMTP.Localserve {
 		t.Errorf("localserve set without localserve")
+	}
+}
+
+// TestQueueSliceDelivery checks the outbound delivery part of the queue
+// slice: [queue], the transports with the password master read, the
+// routes at their three levels and the DKIM selectors.
+func TestQueueSliceDelivery(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "relay.password")
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := sliceConf + `
+[queue]
+max_attempts = 4
+delayed_dsn_after = 2
+first_retry = "1m"
+source_ips = ["192.0.2.25"]
+
+[[transport]]
+name = "relay"
+kind = "submission"
+host = "smtp.example.net"
+username = "mjl@example.net"
+password_file = "` + pwFile + `"
+`
+	domains := sliceDomains + `
+[[account.route]]
+minimum_attempts = 2
+transport = "relay"
+
+[[domain]]
+name = "example.org"
+
+[[domain.dkim]]
+selector = "s1"
+algorithm = "ed25519"
+
+[[domain.route]]
+to_domains = [".example.net"]
+transport = "relay"
+
+[[route]]
+from_domains = ["example.com"]
+`
+	domains = strings.Replace(domains, "addresses = [\"jo@example.com\"]\n", "addresses = [\"jo@example.com\", \"postmaster@example.org\"]\nunique_mail_from = true\n", 1)
+	cfg := loadSliceConfig(t, conf, domains)
+	q := slicesOf(t, cfg, config.DNSSlice{Offline: true})[ipc.RoleQueue].Queue
+
+	wantDelivery := config.QueueDelivery{
+		MaxAttempts:            4,
+		FirstRetry:             time.Minute,
+		DelayedDSNAfter:        2,
+		Keep:                   7 * 24 * time.Hour,
+		Concurrency:            64,
+		DestinationConcurrency: 10,
+		SourceIPs:              []string{"192.0.2.25"},
+		MTASTS:                 true,
+	}
+	if !reflect.DeepEqual(q.Delivery, wantDelivery) {
+		t.Errorf("delivery\n got %+v\nwant %+v", q.Delivery, wantDelivery)
+	}
+	wantTransports := []config.QueueTransport{{Name: "relay", Kind: "submission", Host: "smtp.example.net", Port: 587, Username: "mjl@example.net", Password: "s3cret"}}
+	if !reflect.DeepEqual(q.Transports, wantTransports) {
+		t.Errorf("transports\n got %+v\nwant %+v", q.Transports, wantTransports)
+	}
+	if want := []config.QueueRoute{{FromDomains: []string{"example.com"}}}; !reflect.DeepEqual(q.Routes, want) {
+		t.Errorf("routes %+v, want %+v", q.Routes, want)
+	}
+	if want := map[string][]config.QueueRoute{"example.org": {{ToDomains: []string{".example.net"}, Transport: "relay"}}}; !reflect.DeepEqual(q.DomainRoutes, want) {
+		t.Errorf("domain routes %+v, want %+v", q.DomainRoutes, want)
+	}
+	jo := q.Accounts[1]
+	if want := []config.QueueRoute{{MinimumAttempts: 2, Transport: "relay"}}; jo.Name != "jo" || !reflect.DeepEqual(jo.Routes, want) || !jo.UniqueMailFrom {
+		t.Errorf("account %+v, want routes %+v and unique_mail_from", jo, want)
+	}
+	if q.Accounts[0].Routes != nil || q.Accounts[0].UniqueMailFrom {
+		t.Errorf("account %+v, want no routes, no unique_mail_from", q.Accounts[0])
+	}
+	if want := map[string][]config.QueueDKIM{"example.org": {{Selector: "s1", Algorithm: "ed25519"}}}; !reflect.DeepEqual(q.DKIM, want) {
+		t.Errorf("dkim %+v, want %+v", q.DKIM, want)
 	}
 }
 
