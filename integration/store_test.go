@@ -238,11 +238,14 @@ func TestBackupRestore(t *testing.T) {
 	}()
 	in.waitReady()
 
-	// Submitted messages wait in the queue (outbound delivery comes with a
-	// later issue): only the queue's part of the backup has them.
+	// Submitted messages wait in the queue, held by a hold rule that
+	// holds everything: only the queue's part of the backup has them.
 	const password = "integration-Backup-1"
 	if out, code := moxctlRun(t, conf, password+"\n", "account", "password", "mox"); code != 0 {
 		t.Fatalf("account password: exit %d\n%s", code, out)
+	}
+	if out, code := moxctlRun(t, conf, "", "queue", "holdrules", "add"); code != 0 {
+		t.Fatalf("queue holdrules add: exit %d\n%s", code, out)
 	}
 	const submitted = 5
 	subAddr := listenerAddr(in.waitReady(), "submission")

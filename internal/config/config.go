@@ -96,6 +96,7 @@ type QueueSettings struct {
 	SourceIPs              []string `toml:"source_ips" example:"['192.0.2.25', '2001:db8::25']" doc:"Local IP addresses that direct delivery connects from; empty means the system chooses. Each address must be configured on this host, and its reverse DNS should name hostname. A direct [[transport]] with source_ips sets other addresses for some routes."`
 	MTASTS                 bool     `toml:"mta_sts" doc:"Fetch and apply the MTA-STS policies (RFC 8461) of recipient domains in direct delivery: a domain with an enforced policy gets mail only over TLS with a verified certificate of an MX host its policy lists."`
 	CAFile                 string   `toml:"ca_file" example:"'/etc/moxd/private-ca.pem'" doc:"PEM file with extra CA certificates to trust, next to the system's, when verifying the certificates of smarthosts and MX hosts and when fetching MTA-STS policies: for a private CA, and for tests. Absolute path. moxd-master reads it at start and on reload; a file that cannot be read or holds no CERTIFICATE block is an error."`
+	WebhookAllowPrivate    bool     `toml:"webhook_allow_private" doc:"Allow webhook URLs whose host is on a loopback, link-local or private network (RFC 1918, RFC 4193) or unspecified; by default such requests are refused, so that an account's webhook cannot reach services on this host or its network."`
 	Port                   int      `toml:"port" doc:"For tests only: the SMTP port of direct delivery, so that test MX hosts can listen on a high port. 0 means 25; on a real server it stays 0."`
 
 	// caPEM holds the CERTIFICATE blocks of CAFile, read by Load.
@@ -233,7 +234,19 @@ type Account struct {
 	UnixUsers                    []string      `toml:"unix_users" omitempty:"true" example:"['root', '1000']" doc:"Unix users, by name or numeric uid, whose local mail (\"moxctl sendmail\", through the control socket) is submitted as this account. A user may be listed in one account only; a name that does not exist on this host is an error."`
 	Destinations                 []Destination `toml:"destination" doc:"A destination: mail to its address is delivered into a mailbox of this account other than the Inbox. Repeat [[account.destination]] for more destinations."`
 	Routes                       []Route       `toml:"route" doc:"A route of messages this account sends, evaluated before those of the sender's domain and the global ones (see [[route]]). Repeat [[account.route]] for more routes."`
+	Webhooks                     []Webhook     `toml:"webhook" doc:"A webhook: an HTTP POST with a JSON body to a URL of yours for each event of the account's outgoing mail (kind \"outgoing\"). At most one per kind. Webhooks have their own queue in moxd-queue, with retries; \"moxctl queue webhooks\" lists them."`
 }
+
+// Webhook is one [[account.webhook]] section.
+type Webhook struct {
+	Kind          string   `toml:"kind" example:"'outgoing'" doc:"Which events: \"outgoing\" for what happens to the messages the account sends (delivered, delayed, failed, suppressed, relayed, canceled). Webhooks for incoming deliveries are not built yet."`
+	URL           string   `toml:"url" example:"'https://app.example.com/moxd/events'" doc:"The http or https URL the events are posted to. Hosts on loopback, link-local or private networks are refused unless [queue] webhook_allow_private is set."`
+	Authorization string   `toml:"authorization" omitempty:"true" example:"'Bearer 2f1b...'" doc:"Value of the Authorization header of each request, e.g. \"Basic ...\" or \"Bearer ...\"; empty sends none."`
+	Events        []string `toml:"events" omitempty:"true" example:"['delivered', 'failed']" doc:"Events to post; empty means all: delivered, delayed, failed, suppressed, relayed, canceled."`
+}
+
+// WebhookEvents are the events of an outgoing webhook.
+var WebhookEvents = []string{"delivered", "delayed", "failed", "suppressed", "relayed", "canceled"}
 
 // Destination is one [[account.destination]] section.
 type Destination struct {

@@ -148,7 +148,17 @@ func (s *Static) QueueDelivery() QueueDelivery {
 		MTASTS:                 q.MTASTS,
 		TestCA:                 q.caPEM,
 		Port:                   q.Port,
+		WebhookAllowPrivate:    q.WebhookAllowPrivate,
 	}
+}
+
+// QueueWebhooks returns the account's webhooks as moxd-queue gets them.
+func (a *Account) QueueWebhooks() []QueueWebhook {
+	var l []QueueWebhook
+	for _, h := range a.Webhooks {
+		l = append(l, QueueWebhook{Kind: h.Kind, URL: h.URL, Authorization: h.Authorization, Events: slices.Clone(h.Events)})
+	}
+	return l
 }
 
 // FindTransport returns the index of the [[transport]] named name, or -1.

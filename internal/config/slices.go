@@ -154,6 +154,9 @@ type QueueDelivery struct {
 	// next to the system roots; for tests and private CAs
 	// (queue.ca_file).
 	TestCA string `json:"test_ca,omitempty"`
+	// WebhookAllowPrivate allows webhook targets on loopback, link-local
+	// and private networks.
+	WebhookAllowPrivate bool `json:"webhook_allow_private,omitempty"`
 	// Ports overrides the SMTP port of direct delivery (tests: MX on a
 	// high port); 0 means 25.
 	Port int `json:"port,omitempty"`
@@ -227,6 +230,8 @@ type QueueAccount struct {
 	// unique id after the domain's first localpart separator, so that
 	// DSNs can be matched to the message (account.unique_mail_from).
 	UniqueMailFrom bool `json:"unique_mail_from,omitempty"`
+	// Webhooks of the account ([[account.webhook]]).
+	Webhooks []QueueWebhook `json:"webhooks,omitempty"`
 }
 
 // AddrDomain is a local domain with its addressing rules, shared by store
@@ -281,4 +286,12 @@ type StoreAccount struct {
 	// Destinations maps an address to the mailbox it delivers into; an
 	// address only listed here is an address of the account too.
 	Destinations map[string]string `json:"destinations,omitempty"`
+}
+
+// QueueWebhook is one [[account.webhook]].
+type QueueWebhook struct {
+	Kind          string   `json:"kind"` // "outgoing"
+	URL           string   `json:"url"`
+	Authorization string   `json:"authorization,omitempty"`
+	Events        []string `json:"events,omitempty"` // empty: all
 }

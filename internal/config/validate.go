@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -993,6 +994,43 @@ func (v *dynValidator) checkAccounts() {
 		}
 		v.checkUnixUsers(i, p)
 		v.checkRoutes(p, acc.Routes)
+		v.checkWebhooks(p, acc.Webhooks)
+	}
+}
+
+// checkWebhooks checks the [[account.webhook]] sections at p.
+func (v *dynValidator) checkWebhooks(p keyPath, l []Webhook) {
+	seen := map[string]bool{}
+	for i, h := range l {
+		hp := p.with("webhook", index(i))
+		switch h.Kind {
+		case "outgoing":
+		case "incoming":
+			v.add(hp.with("kind"), "webhooks for incoming deliveries are not built yet; use \"outgoing\"")
+		default:
+			v.add(hp.with("kind"), "%q is not a webhook kind; use \"outgoing\"", h.Kind)
+		}
+		if seen[h.Kind] {
+			v.add(hp.with("kind"), "a second %s webhook; an account has at most one per kind", h.Kind)
+		}
+		seen[h.Kind] = true
+		u, err := url.Parse(h.URL)
+		switch {
+		case h.URL == "":
+			v.add(hp.with("url"), "empty; give the http or https URL to post the events to")
+		case err != nil:
+			v.add(hp.with("url"), "%q is not a URL: %v", h.URL, err)
+		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil:
+			v.add(hp.with("url"), "%q: give an absolute http or https URL without user name or password (use authorization for credentials)", h.URL)
+		}
+		if strings.ContainsAny(h.Authorization, "\r\n") {
+			v.add(hp.with("authorization"), "contains a line break")
+		}
+		for j, e := range h.Events {
+			if !slices.Contains(WebhookEvents, e) {
+				v.add(hp.with("events", index(j)), "%q is not an event; use some of %s", e, strings.Join(WebhookEvents, ", "))
+			}
+		}
 	}
 }
 

@@ -87,11 +87,12 @@ func familyFuzz(f *testing.F, fams ...Family) {
 	})
 }
 
-func FuzzCtl(f *testing.F)       { familyFuzz(f, FamCtl, FamAny) }
-func FuzzSupervise(f *testing.F) { familyFuzz(f, FamSupervise) }
-func FuzzKeysAdmin(f *testing.F) { familyFuzz(f, FamKeysAdmin, FamAny) }
-func FuzzTLS(f *testing.F)       { familyFuzz(f, FamTLS) }
-func FuzzDKIM(f *testing.F)      { familyFuzz(f, FamDKIM) }
-func FuzzSubmit(f *testing.F)    { familyFuzz(f, FamSubmit, FamAny) }
-func FuzzReports(f *testing.F)   { familyFuzz(f, FamReports) }
-func FuzzRetry(f *testing.F)     { familyFuzz(f, FamRetry) }
+func FuzzCtl(f *testing.F)        { familyFuzz(f, FamCtl, FamAny) }
+func FuzzSupervise(f *testing.F)  { familyFuzz(f, FamSupervise) }
+func FuzzKeysAdmin(f *testing.F)  { familyFuzz(f, FamKeysAdmin, FamAny) }
+func FuzzTLS(f *testing.F)        { familyFuzz(f, FamTLS) }
+func FuzzDKIM(f *testing.F)       { familyFuzz(f, FamDKIM) }
+func FuzzSubmit(f *testing.F)     { familyFuzz(f, FamSubmit, FamAny) }
+func FuzzReports(f *testing.F)    { familyFuzz(f, FamReports) }
+func FuzzRetry(f *testing.F)      { familyFuzz(f, FamRetry) }
+func FuzzQueueAdmin(f *testing.F) { familyFuzz(f, FamQueueAdmin, FamAny) }

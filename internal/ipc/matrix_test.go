@@ -148,6 +148,15 @@ func TestAllowed(t *testing.T) {
 		{RoleWeb, RoleQueue, TypeQueueBackup, 1, false},
 		{RoleWeb, RoleQueue, TypeQueueBackup, 0, true}, // a frame with no fd is refused by the message's FDs
 		{RoleMaster, RoleStore, TypeQueueBackup, 1, false},
+		// Queue administration comes from master and web, without fds.
+		{RoleMaster, RoleQueue, TypeQueueAction, 0, true},
+		{RoleQueue, RoleMaster, TypeQueueCount, 0, true},
+		{RoleWeb, RoleQueue, TypeQueueList, 0, true},
+		{RoleQueue, RoleWeb, TypeQueueListing, 0, true},
+		{RoleWeb, RoleQueue, TypeQueueDump, 1, false},
+		{RoleQueue, RoleWeb, TypeQueueText, 1, false},
+		{RoleSubmission, RoleQueue, TypeQueueAction, 0, false},
+		{RoleSMTP, RoleQueue, TypeQueueSuppress, 0, false},
 		// Generic replies go wherever requests came from, without fds.
 		{RoleKeys, RoleSMTP, TypeErrorReply, 0, true},
 		{RoleStore, RoleQueue, TypeErrorReply, 0, true},

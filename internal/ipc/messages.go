@@ -160,8 +160,24 @@ const (
 
 	TypeDMARCEval MsgType = 0x0901
 
-	TypeQueueBackup       MsgType = 0x0a01
-	TypeQueueBackupResult MsgType = 0x0a81
+	TypeQueueBackup          MsgType = 0x0a01
+	TypeQueueList            MsgType = 0x0a02
+	TypeQueueDump            MsgType = 0x0a03
+	TypeQueueAction          MsgType = 0x0a04
+	TypeQueueHoldRules       MsgType = 0x0a05
+	TypeQueueRetired         MsgType = 0x0a06
+	TypeQueueSuppress        MsgType = 0x0a07
+	TypeQueueWebhooks        MsgType = 0x0a08
+	TypeQueueSendmail        MsgType = 0x0a09
+	TypeQueueBackupResult    MsgType = 0x0a81
+	TypeQueueListing         MsgType = 0x0a82
+	TypeQueueText            MsgType = 0x0a83
+	TypeQueueCount           MsgType = 0x0a84
+	TypeQueueHoldRuleList    MsgType = 0x0a85
+	TypeQueueRetiredList     MsgType = 0x0a86
+	TypeQueueSuppressionList MsgType = 0x0a87
+	TypeQueueWebhookList     MsgType = 0x0a88
+	TypeQueueSendmailResult  MsgType = 0x0a89
 
 	TypeMailboxChanged MsgType = 0x0c01
 	TypeResync         MsgType = 0x0c02
@@ -283,8 +299,24 @@ var messageTable = map[MsgType]msgInfo{
 
 	TypeDMARCEval: {"reports.DMARCEval", FamReports, kindEvent, func() Message { return new(DMARCEval) }, 0},
 
-	TypeQueueBackup:       {"queueadmin.Backup", FamQueueAdmin, kindRequest, func() Message { return new(QueueBackup) }, TypeQueueBackupResult},
-	TypeQueueBackupResult: {"queueadmin.BackupResult", FamQueueAdmin, kindReply, func() Message { return new(QueueBackupResult) }, 0},
+	TypeQueueBackup:          {"queueadmin.Backup", FamQueueAdmin, kindRequest, func() Message { return new(QueueBackup) }, TypeQueueBackupResult},
+	TypeQueueBackupResult:    {"queueadmin.BackupResult", FamQueueAdmin, kindReply, func() Message { return new(QueueBackupResult) }, 0},
+	TypeQueueList:            {"queueadmin.List", FamQueueAdmin, kindRequest, func() Message { return new(QueueList) }, TypeQueueListing},
+	TypeQueueListing:         {"queueadmin.Listing", FamQueueAdmin, kindReply, func() Message { return new(QueueListing) }, 0},
+	TypeQueueDump:            {"queueadmin.Dump", FamQueueAdmin, kindRequest, func() Message { return new(QueueDump) }, TypeQueueText},
+	TypeQueueText:            {"queueadmin.Text", FamQueueAdmin, kindReply, func() Message { return new(QueueText) }, 0},
+	TypeQueueAction:          {"queueadmin.Action", FamQueueAdmin, kindRequest, func() Message { return new(QueueAction) }, TypeQueueCount},
+	TypeQueueCount:           {"queueadmin.Count", FamQueueAdmin, kindReply, func() Message { return new(QueueCount) }, 0},
+	TypeQueueHoldRules:       {"queueadmin.HoldRules", FamQueueAdmin, kindRequest, func() Message { return new(QueueHoldRules) }, TypeQueueHoldRuleList},
+	TypeQueueHoldRuleList:    {"queueadmin.HoldRuleList", FamQueueAdmin, kindReply, func() Message { return new(QueueHoldRuleList) }, 0},
+	TypeQueueRetired:         {"queueadmin.Retired", FamQueueAdmin, kindRequest, func() Message { return new(QueueRetired) }, TypeQueueRetiredList},
+	TypeQueueRetiredList:     {"queueadmin.RetiredList", FamQueueAdmin, kindReply, func() Message { return new(QueueRetiredList) }, 0},
+	TypeQueueSuppress:        {"queueadmin.Suppress", FamQueueAdmin, kindRequest, func() Message { return new(QueueSuppress) }, TypeQueueSuppressionList},
+	TypeQueueSuppressionList: {"queueadmin.SuppressionList", FamQueueAdmin, kindReply, func() Message { return new(QueueSuppressionList) }, 0},
+	TypeQueueWebhooks:        {"queueadmin.Webhooks", FamQueueAdmin, kindRequest, func() Message { return new(QueueWebhooks) }, TypeQueueWebhookList},
+	TypeQueueWebhookList:     {"queueadmin.WebhookList", FamQueueAdmin, kindReply, func() Message { return new(QueueWebhookList) }, 0},
+	TypeQueueSendmail:        {"queueadmin.Sendmail", FamQueueAdmin, kindRequest, func() Message { return new(QueueSendmail) }, TypeQueueSendmailResult},
+	TypeQueueSendmailResult:  {"queueadmin.SendmailResult", FamQueueAdmin, kindReply, func() Message { return new(QueueSendmailResult) }, 0},
 
 	TypeLocalRetry: {"localretry.LocalRetry", FamRetry, kindRequest, func() Message { return new(LocalRetry) }, TypeAck},
 

@@ -104,7 +104,7 @@ const (
 	FamSession    Family = 7  // imap, web, submission, smtp, queue -> store: account sessions
 	FamSubmit     Family = 8  // submission -> queue, web -> queue: message submission
 	FamReports    Family = 9  // smtp -> queue: DMARC evaluations
-	FamQueueAdmin Family = 10 // master, web -> queue: queue administration (backup)
+	FamQueueAdmin Family = 10 // master, web -> queue: queue administration (backup, moxctl queue)
 	FamStoreAdmin Family = 11 // master -> store: passwords, account removal, import, export, backup, local delivery
 	FamEvents     Family = 12 // store -> imap, web: coalesced mailbox change events
 	FamRetry      Family = 13 // smtp -> queue: local retries of recipients store could not take yet

@@ -259,7 +259,7 @@ func (s *service) servePeer(ctx context.Context, req *ipc.Request) (ipc.Message,
 		if err != nil {
 			return nil, nil, ipc.Errorf(ipc.CodeDenied, "%v", err)
 		}
-		return &ipc.Signature{Sig: sig}, nil, nil
+		return &ipc.DKIMSignature{Sig: sig}, nil, nil
 	}
 	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "unexpected %s", ipc.MessageName(req.Msg.Type()))
 }

@@ -100,8 +100,7 @@ func (s *ctlSession) handleData(req ctl.Request, files []*os.File) bool {
 		}
 		s.respond(s.audited(req, func() (any, error) { return s.m.backup(a[0], time.Now()) }))
 	default:
-		closeAll(files)
-		return false
+		return s.handleQueue(req, files)
 	}
 	return true
 }

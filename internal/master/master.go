@@ -226,6 +226,11 @@ func Run(ctx context.Context, opts Options) (int, error) {
 		return ExitFailed, err
 	}
 	defer ctl.Close()
+	sm, err := m.listenSendmail()
+	if err != nil {
+		return ExitFailed, err
+	}
+	defer sm.Close()
 
 	if err := becomeSubreaper(); err != nil {
 		m.log.Warn("cannot become child subreaper; orphaned worker children are reaped by init", "err", err)
@@ -498,6 +503,7 @@ func queueSlice(cfg *config.Config, dns config.DNSSlice) *config.QueueSlice {
 			MaxMessagesPerDay:            a.MessagesPerDay(),
 			MaxFirstTimeRecipientsPerDay: a.FirstTimeRecipientsPerDay(),
 			Routes:                       a.QueueRoutes(),
+			Webhooks:                     a.QueueWebhooks(),
 			UniqueMailFrom:               a.UniqueMailFrom,
 		})
 	}

@@ -65,7 +65,31 @@ commands:
   export mbox|maildir ACCOUNT DIR [MAILBOX]
                          write all mailboxes (or one) of ACCOUNT into the new or empty DIR
   deliver ADDRESS        deliver the message on standard input to the account of ADDRESS
+  sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]
+                         submit the message on standard input as the account of your unix user
+                         (unix_users in domains.conf); also runs when moxctl is invoked as "sendmail"
   backup DIR             write a backup of moxd's data into the new directory DIR
+
+  queue list [FILTER] [-sort queued|-queued|next|-next] [-n N]
+                         queued recipients: next attempt, attempts, last error
+  queue dump MSGID       a message's envelope, recipients with their last errors, and header
+  queue hold|unhold|fail|drop FILTER
+                         hold or release recipients; fail them now (with a DSN) or drop them (without)
+  queue schedule FILTER -at TIME|now | -in DURATION
+                         set the next attempt
+  queue transport NAME|- FILTER
+                         send with a configured transport, or (-) by the routes again
+  queue requiretls yes|no|default FILTER
+  queue holdrules list | add [-account A] [-senderdomain D] [-rcptdomain D] | rm ID
+                         hold new messages that match
+  queue retired list [-account A] [-n N] [-oldest] | print MSGID [SEQ]
+                         delivered and failed recipients, kept for [queue] keep
+  queue suppress list [ACCOUNT] | add ACCOUNT ADDRESS [REASON...] | rm ACCOUNT ADDRESS | lookup ACCOUNT ADDRESS
+                         addresses an account's messages are not sent to
+  queue webhooks list [ACCOUNT] | retired [ACCOUNT] [-n N]
+                         webhook events waiting to be posted; retired: posted or given up, newest first
+                         FILTER: -id N (or MSGID arguments), -account A, -from S, -to S, -transport T,
+                         -held or -notheld; changing every queued message needs -all
   verifydata DIR [-fix]  check (and with -fix repair) the accounts and the queue in a data or backup directory, offline
   gentestdata DIR        write a data directory with test accounts, messages and a queue, offline
   help                   this text
@@ -178,8 +202,12 @@ func MainIO(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return c.export(args[1:])
 	case "deliver":
 		return c.deliver(args[1:])
+	case "sendmail":
+		return c.sendmail(args[1:])
 	case "backup":
 		return c.backup(args[1:])
+	case "queue":
+		return c.queue(args[1:])
 	case "verifydata":
 		return c.verifydata(args[1:])
 	case "gentestdata":
@@ -344,4 +372,15 @@ func (c *cli) config(args []string) int {
 		return ExitOK
 	}
 	return c.usage()
+}
+
+// SendmailMain runs sendmail mode, for moxctl invoked as "sendmail": the
+// arguments are sendmail's (-f is the sender there, not the config file);
+// MOXD_CONFIG names the configuration file when it is not the default.
+func SendmailMain(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	c := &cli{file: DefaultConfig, stdin: stdin, stdout: stdout, stderr: stderr}
+	if p := os.Getenv("MOXD_CONFIG"); p != "" {
+		c.file = p
+	}
+	return c.sendmail(args)
 }

@@ -35,14 +35,24 @@ import (
 )
 
 // serveMaster handles master's requests: queue administration
-// (FamQueueAdmin). It serves master's channel only, so a queueadmin
-// request from web never gets here.
+// (FamQueueAdmin), the backup here and the rest in admin.go. It serves
+// master's channel only, so a queueadmin request from web never gets
+// here.
 func (sv *service) serveMaster(ctx context.Context, req *ipc.Request) (ipc.Message, []*os.File, error) {
 	switch m := req.Msg.(type) {
 	case *ipc.QueueBackup:
 		f := req.Files[0]
 		defer f.Close()
 		return sv.backup(ctx, m, f)
+	case *ipc.QueueSendmail:
+		f := req.Files[0]
+		defer f.Close()
+		rep, err := sv.sendmail(ctx, m, f)
+		return rep, nil, err
+	case *ipc.QueueList, *ipc.QueueDump, *ipc.QueueAction, *ipc.QueueHoldRules, *ipc.QueueRetired, *ipc.QueueSuppress, *ipc.QueueWebhooks:
+		closeFiles(req.Files) // none: these messages carry no fds
+		rep, err := sv.serveAdmin(m)
+		return rep, nil, err
 	}
 	closeFiles(req.Files)
 	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "queue does not serve %s from master", req.Msg.Type())

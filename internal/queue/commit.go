@@ -57,8 +57,15 @@ type Queue struct {
 	recipients atomic.Int64 // recipient records (queued or failed)
 	commits    atomic.Int64 // write transactions committed
 
-	// changed is signalled after a commit added due local-only work.
-	changed chan struct{}
+	// changed is signalled after a commit added due local-only work,
+	// outChanged after one added or changed outbound work.
+	changed     chan struct{}
+	outChanged  chan struct{}
+	hookChanged chan struct{}
+
+	// adminHook makes the webhook event for a recipient an admin failed
+	// or dropped (nil: none); set by the service.
+	adminHook func(m *Message, rc *Recipient, event string, now time.Time) *Hook
 
 	// beforeCommit, for tests, runs in the transaction after the files
 	// were linked and their directories synced, just before the commit.
@@ -103,14 +110,16 @@ func openQueue(dir string, log *slog.Logger, now func() time.Time) (*Queue, erro
 		now = time.Now
 	}
 	q := &Queue{
-		dir:      dir,
-		tmpDir:   filepath.Join(dir, "tmp"),
-		msgDir:   filepath.Join(dir, "msg"),
-		log:      log,
-		now:      now,
-		wake:     make(chan struct{}, 1),
-		loopDone: make(chan struct{}),
-		changed:  make(chan struct{}, 1),
+		dir:         dir,
+		tmpDir:      filepath.Join(dir, "tmp"),
+		msgDir:      filepath.Join(dir, "msg"),
+		log:         log,
+		now:         now,
+		wake:        make(chan struct{}, 1),
+		loopDone:    make(chan struct{}),
+		changed:     make(chan struct{}, 1),
+		outChanged:  make(chan struct{}, 1),
+		hookChanged: make(chan struct{}, 1),
 	}
 	for _, d := range []string{q.tmpDir, q.msgDir} {
 		if err := os.Mkdir(d, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -175,6 +184,14 @@ func (q *Queue) Close() error {
 func (q *Queue) signal() {
 	select {
 	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// notifyOutbound wakes the deliverer.
+func (q *Queue) notifyOutbound() {
+	select {
+	case q.outChanged <- struct{}{}:
 	default:
 	}
 }

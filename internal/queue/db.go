@@ -33,6 +33,17 @@ package queue
 //	                                             it (8, Unix ns)
 //	unlink  file id (8)                          empty: files to delete after
 //	                                             their last reference went
+//	retired retired time (8) · msg id (8) · seq (4)
+//	                                             Retired: a recipient that was
+//	                                             delivered, failed or dropped,
+//	                                             kept for [queue] keep
+//	suppress account · 0 · normalized address    Suppression
+//	holdrules rule id (8)                        HoldRule
+//	mtasts  domain                               cached MTA-STS policy
+//	tlsseen account · 0 · recipient domain       what the domain's server
+//	                                             offered (STARTTLS, REQUIRETLS)
+//	hooks   hook id (8)                          Hook: webhook event to post
+//	hookretired retired time (8) · hook id (8)   Hook: posted or given up
 //
 // All recipients of a message share its file and its next attempt: a
 // delivery attempt takes every queued recipient of the message at once.
@@ -70,27 +81,40 @@ const (
 	bucketSent   = "sent"
 	bucketKnown  = "known"
 	bucketUnlink = "unlink"
+
+	bucketRetired   = "retired"
+	bucketSuppress  = "suppress"
+	bucketHoldRules = "holdrules"
+	bucketMTASTS    = "mtasts"
+	bucketTLSSeen   = "tlsseen"
 )
 
-var allBuckets = [...]string{bucketMeta, bucketMsgs, bucketRcpts, bucketDue, bucketSent, bucketKnown, bucketUnlink}
+var allBuckets = [...]string{bucketMeta, bucketMsgs, bucketRcpts, bucketDue, bucketSent, bucketKnown, bucketUnlink,
+	bucketRetired, bucketSuppress, bucketHoldRules, bucketMTASTS, bucketTLSSeen, bucketHooks, bucketHookRetired}
+
+// v1Buckets is how many of allBuckets schema version 1 had.
+const v1Buckets = 7
 
 const (
 	metaSchema   = "schema"
 	metaNextmsg  = "nextmsg"
 	metaNextfile = "nextfile"
+	metaNextrule = "nextrule"
 )
 
 // schemaVersion is the database layout this code reads and writes; a
-// newer one is refused.
-const schemaVersion = 1
+// newer one is refused. Version 1 (accept and record only) is upgraded in
+// place: version 2 only added buckets and record fields.
+const schemaVersion = 2
 
-// recordVersion is the first byte of every record value.
-const recordVersion = 1
+// recordVersion is the first byte of every record value written; records
+// of version 1 lack the fields added in version 2 and are still read.
+const recordVersion = 2
 
 // Kinds of due index entries.
 const (
 	dueLocal    = 'l' // local-only messages: delivered to store by the local retrier
-	dueOutbound = 'o' // submitted messages: outbound delivery (next issue)
+	dueOutbound = 'o' // submitted messages and DSNs: delivery by the deliverer (outbound.go)
 )
 
 const (
@@ -136,6 +160,21 @@ type Message struct {
 	Subject   string
 	Queued    time.Time // when queue accepted it
 	Received  time.Time // when the message entered moxd (local retries: smtp's time)
+
+	// Version 2 fields.
+
+	// Transport overrides the routes for this message (moxctl queue
+	// transport); "" means routes decide.
+	Transport string
+	// Prepend holds header lines sent before the file's content: the
+	// DKIM-Signature fields made at submission.
+	Prepend string
+	// FromID is the unique id in the MAIL FROM of the sent message
+	// (account.unique_mail_from), "" when not used.
+	FromID string
+	// DSN marks a delivery status notification made by queue (never
+	// answered with another DSN).
+	DSN bool
 }
 
 // RcptState is the state of a recipient record.
@@ -170,6 +209,13 @@ type Recipient struct {
 	LastError   string
 	Held        bool
 	State       RcptState
+
+	// Version 2 fields.
+
+	LastHost   string // server that gave LastError, "" when none answered
+	LastStatus string // enhanced status code of LastError ("4.4.1"), may be ""
+	// DelayedSent: the "delayed" DSN for this recipient was queued.
+	DelayedSent bool
 }
 
 func key64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -238,16 +284,18 @@ func timeNS(t time.Time) int64 {
 
 // reader decodes a record; its first error sticks.
 type reader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version uint8
 }
 
 func newReader(b []byte) *reader {
 	r := &reader{b: b}
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || b[0] < 1 || b[0] > recordVersion {
 		r.err = fmt.Errorf("%w: record version %v", errCorrupt, b[:min(1, len(b))])
 		return r
 	}
+	r.version = b[0]
 	r.b = b[1:]
 	return r
 }
@@ -339,6 +387,7 @@ const (
 	msgFlagSMTPUTF8  = 1 << 0
 	msgFlagEightBit  = 1 << 1
 	msgFlagLocalOnly = 1 << 2
+	msgFlagDSN       = 1 << 3
 )
 
 func (m *Message) marshal() []byte {
@@ -358,6 +407,9 @@ func (m *Message) marshal() []byte {
 	if m.LocalOnly {
 		flags |= msgFlagLocalOnly
 	}
+	if m.DSN {
+		flags |= msgFlagDSN
+	}
 	r.uint(flags)
 	r.byte(m.Ret)
 	r.string(m.EnvID)
@@ -371,6 +423,9 @@ func (m *Message) marshal() []byte {
 	r.string(m.Subject)
 	r.time(m.Queued)
 	r.time(m.Received)
+	r.string(m.Transport)
+	r.string(m.Prepend)
+	r.string(m.FromID)
 	return r.b
 }
 
@@ -386,6 +441,7 @@ func unmarshalMessage(id uint64, b []byte) (*Message, error) {
 	m.SMTPUTF8 = flags&msgFlagSMTPUTF8 != 0
 	m.EightBit = flags&msgFlagEightBit != 0
 	m.LocalOnly = flags&msgFlagLocalOnly != 0
+	m.DSN = flags&msgFlagDSN != 0
 	m.Ret = r.byte()
 	m.EnvID = r.string()
 	n := r.uint()
@@ -403,6 +459,11 @@ func unmarshalMessage(id uint64, b []byte) (*Message, error) {
 	m.Subject = r.string()
 	m.Queued = r.time()
 	m.Received = r.time()
+	if r.version >= 2 {
+		m.Transport = r.string()
+		m.Prepend = r.string()
+		m.FromID = r.string()
+	}
 	if m.RequireTLS > RequireTLSNo {
 		r.fail("requiretls")
 	}
@@ -423,6 +484,9 @@ func (rc *Recipient) marshal() []byte {
 	r.string(rc.LastError)
 	r.bool(rc.Held)
 	r.byte(uint8(rc.State))
+	r.string(rc.LastHost)
+	r.string(rc.LastStatus)
+	r.bool(rc.DelayedSent)
 	return r.b
 }
 
@@ -441,6 +505,11 @@ func unmarshalRecipient(k, b []byte) (*Recipient, error) {
 	rc.LastError = r.string()
 	rc.Held = r.bool()
 	rc.State = RcptState(r.byte())
+	if r.version >= 2 {
+		rc.LastHost = r.string()
+		rc.LastStatus = r.string()
+		rc.DelayedSent = r.bool()
+	}
 	if rc.State != RcptQueued && rc.State != RcptFailed {
 		r.fail("recipient state")
 	}
@@ -495,6 +564,15 @@ func initDB(db *bolt.DB) error {
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
+		// Counters added in schema version 2 start at 1 in new and
+		// upgraded databases alike.
+		for _, k := range []string{metaNextrule, metaNexthook} {
+			if meta.Get([]byte(k)) == nil {
+				if err := meta.Put([]byte(k), key64(1)); err != nil {
+					return err
+				}
+			}
+		}
 		v := meta.Get([]byte(metaSchema))
 		if v == nil {
 			for k, n := range map[string]uint64{metaSchema: schemaVersion, metaNextmsg: 1, metaNextfile: 1} {
@@ -507,7 +585,13 @@ func initDB(db *bolt.DB) error {
 		if len(v) != 8 {
 			return fmt.Errorf("queue database: %w: schema version of %d bytes", errCorrupt, len(v))
 		}
-		if s := binary.BigEndian.Uint64(v); s != schemaVersion {
+		s := binary.BigEndian.Uint64(v)
+		if s == 1 {
+			// Version 2 added buckets (created above) and record
+			// fields (version 1 records are still read).
+			return meta.Put([]byte(metaSchema), key64(schemaVersion))
+		}
+		if s != schemaVersion {
 			return fmt.Errorf("queue database has schema version %d, this moxd-queue reads version %d; run the moxd release that wrote it, or restore a backup", s, schemaVersion)
 		}
 		return nil

@@ -43,7 +43,9 @@ type headerField struct {
 
 // msgHeader is the scanned header of a message.
 type msgHeader struct {
-	fields []headerField
+	// eightBit: a field has a non-ASCII octet (RFC 6532 UTF-8).
+	eightBit bool
+	fields   []headerField
 	// end is the offset of the empty line that ends the header, body the
 	// offset after it.
 	end, body int64
@@ -75,6 +77,9 @@ func scanHeader(r io.ReaderAt, size int64) (*msgHeader, error) {
 		if len(line) == 0 {
 			h.end, h.body = off, next
 			break
+		}
+		if !h.eightBit && slices.ContainsFunc(line, func(c byte) bool { return c >= 0x80 }) {
+			h.eightBit = true
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			// RFC 5322 §2.2.3: a continuation; unfolding removes the

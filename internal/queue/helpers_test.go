@@ -39,6 +39,7 @@ func testLog() *slog.Logger {
 func testSlice() config.QueueSlice {
 	return config.QueueSlice{
 		MaxMessageSize: 1 << 20,
+		DNS:            config.DNSSlice{Offline: true},
 		Domains: []config.AddrDomain{{
 			Name:                "example.org",
 			LocalpartSeparators: []string{"+"},
@@ -153,6 +154,7 @@ type testQueue struct {
 	chans     map[*ipc.Conn]channelKey
 	gen       uint64
 	storeConn *ipc.Conn // queue's end to the fake store; nil while "down"
+	keysConn  *ipc.Conn // queue's end to a fake keys (keysUp); nil: none
 }
 
 func newTestQueue(t testing.TB, slice config.QueueSlice) *testQueue {
@@ -191,6 +193,14 @@ func openTestQueue(t testing.TB, dir string, slice config.QueueSlice, store *fak
 			return nil, ipc.ErrClosed
 		}
 		return tq.storeConn, nil
+	}
+	sv.keysPeer = func() (*ipc.Conn, error) {
+		tq.mu.Lock()
+		defer tq.mu.Unlock()
+		if tq.keysConn == nil {
+			return nil, ipc.ErrClosed
+		}
+		return tq.keysConn, nil
 	}
 	tq.storeUp()
 	ctx, cancel := context.WithCancel(context.Background())

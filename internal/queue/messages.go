@@ -49,73 +49,88 @@ type newMessage struct {
 func (q *Queue) addMessage(nm *newMessage) (uint64, error) {
 	var id uint64
 	err := q.do(func(w *wtx) error {
-		tx := w.tx
-		now := q.now()
-		var firstTime []string
-		if nm.msg.Account != "" {
-			var err error
-			firstTime, err = checkLimits(tx, nm, now)
-			if err != nil {
-				return err
-			}
-		}
-		msgID, err := nextID(tx, metaNextmsg)
-		if err != nil {
-			return err
-		}
-		fileID, err := nextID(tx, metaNextfile)
-		if err != nil {
-			return err
-		}
-		if err := w.link(nm.tmp, fileID); err != nil {
-			return err
-		}
-		m := nm.msg
-		m.ID, m.FileID, m.Size, m.Queued = msgID, fileID, nm.size, now
-		if m.Received.IsZero() {
-			m.Received = now
-		}
-		if err := tx.Bucket([]byte(bucketMsgs)).Put(key64(msgID), m.marshal()); err != nil {
-			return err
-		}
-		rb := tx.Bucket([]byte(bucketRcpts))
-		for i, rc := range nm.rcpts {
-			rc.Msg, rc.Seq = msgID, uint32(i)
-			rc.NextAttempt, rc.State = nm.first, RcptQueued
-			rc.Attempts, rc.LastError, rc.LastAttempt = 0, "", time.Time{}
-			if err := rb.Put(rcptKey(msgID, rc.Seq), rc.marshal()); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket([]byte(bucketDue)).Put(dueKey(dueKind(&m), nm.first, msgID), nil); err != nil {
-			return err
-		}
-		if m.Account != "" {
-			e := sentEntry{Recipients: len(nm.rcpts), FirstTime: len(firstTime)}
-			if err := tx.Bucket([]byte(bucketSent)).Put(sentKey(m.Account, now, msgID), e.marshal()); err != nil {
-				return err
-			}
-			kb := tx.Bucket([]byte(bucketKnown))
-			for _, a := range firstTime {
-				if err := kb.Put(knownKey(m.Account, a), key64(uint64(now.UnixNano()))); err != nil {
-					return err
-				}
-			}
-		}
-		id = msgID
-		local := m.LocalOnly
-		nrcpts := len(nm.rcpts)
-		w.after = append(w.after, func() {
-			os.Remove(nm.tmp)
-			q.messages.Add(1)
-			q.recipients.Add(int64(nrcpts))
-			if local {
-				q.notifyChanged()
-			}
-		})
-		return nil
+		var err error
+		id, err = w.insertMessage(nm, q.now())
+		return err
 	})
 	return id, err
+}
+
+// insertMessage records nm in the write transaction w (see addMessage).
+func (w *wtx) insertMessage(nm *newMessage, now time.Time) (uint64, error) {
+	tx, q := w.tx, w.q
+	var firstTime []string
+	if nm.msg.Account != "" && !nm.msg.DSN {
+		var err error
+		firstTime, err = checkLimits(tx, nm, now)
+		if err != nil {
+			return 0, err
+		}
+	}
+	msgID, err := nextID(tx, metaNextmsg)
+	if err != nil {
+		return 0, err
+	}
+	fileID, err := nextID(tx, metaNextfile)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.link(nm.tmp, fileID); err != nil {
+		return 0, err
+	}
+	m := nm.msg
+	m.ID, m.FileID, m.Size, m.Queued = msgID, fileID, nm.size, now
+	if m.Received.IsZero() {
+		m.Received = now
+	}
+	if err := tx.Bucket([]byte(bucketMsgs)).Put(key64(msgID), m.marshal()); err != nil {
+		return 0, err
+	}
+	rb := tx.Bucket([]byte(bucketRcpts))
+	// Due unless a hold rule holds every recipient.
+	due := false
+	for i, rc := range nm.rcpts {
+		rc.Msg, rc.Seq = msgID, uint32(i)
+		rc.NextAttempt, rc.State = nm.first, RcptQueued
+		rc.Attempts, rc.LastError, rc.LastAttempt = 0, "", time.Time{}
+		if !m.LocalOnly && !m.DSN && holdRuleMatches(tx, &m, rc.Address) {
+			rc.Held = true
+		}
+		if err := rb.Put(rcptKey(msgID, rc.Seq), rc.marshal()); err != nil {
+			return 0, err
+		}
+		due = due || !rc.Held
+	}
+	if due {
+		if err := tx.Bucket([]byte(bucketDue)).Put(dueKey(dueKind(&m), nm.first, msgID), nil); err != nil {
+			return 0, err
+		}
+	}
+	if m.Account != "" && !m.DSN {
+		e := sentEntry{Recipients: len(nm.rcpts), FirstTime: len(firstTime)}
+		if err := tx.Bucket([]byte(bucketSent)).Put(sentKey(m.Account, now, msgID), e.marshal()); err != nil {
+			return 0, err
+		}
+		kb := tx.Bucket([]byte(bucketKnown))
+		for _, a := range firstTime {
+			if err := kb.Put(knownKey(m.Account, a), key64(uint64(now.UnixNano()))); err != nil {
+				return 0, err
+			}
+		}
+	}
+	local := m.LocalOnly
+	nrcpts := len(nm.rcpts)
+	w.after = append(w.after, func() {
+		os.Remove(nm.tmp)
+		q.messages.Add(1)
+		q.recipients.Add(int64(nrcpts))
+		if local {
+			q.notifyChanged()
+		} else {
+			q.notifyOutbound()
+		}
+	})
+	return msgID, nil
 }
 
 func dueKind(m *Message) byte {
@@ -253,7 +268,19 @@ type outcome struct {
 	Seq       uint32
 	Delivered bool
 	Permanent bool   // failed permanently: no further attempts
-	Error     string // what went wrong, for the record (and the DSN, next issue)
+	Error     string // what went wrong (or the accepting reply), for the record and the DSN
+	// Outbound only.
+	Host       string // the server that answered
+	Status     string // enhanced status code of the reply, may be ""
+	NotAttempt bool   // not an attempt (a role restarting, moxd stopping): try again soon, uncounted
+	Relayed    bool   // delivered to a server that does not pass DSN requests on
+	Transport  string // transport used, for the retired record
+	Suppressed bool   // failed because the address is on the account's suppression list
+	TLS        string // the connection's TLS and its policy, for logs ("tls (dane)", "plaintext")
+
+	// Planned by finishAttempt.
+	final      bool // the recipient is done: retire it
+	delayedDSN bool // a delayed DSN goes out for it now
 }
 
 // recordAttempt applies the outcomes of an attempt on message id at now:

@@ -37,15 +37,19 @@ const (
 	bucketDMARC        = "dmarc"
 	reportsFlushEvery  = 5 * time.Second
 	maxBufferedReports = 10000
+	// reportsSchema is the layout of reports.db, versioned apart from
+	// queue.db.
+	reportsSchema = 1
 )
 
-// reports keeps DMARC evaluations.
+// reports keeps DMARC evaluations and TLS results.
 type reports struct {
 	log *slog.Logger
 	db  *bolt.DB
 
 	mu  sync.Mutex
 	buf []*ipc.DMARCEval
+	tls map[tlsResultKey]*tlsCount // TLS results counted since the last flush (tlsresults.go)
 
 	flushMu sync.Mutex // one flush at a time
 
@@ -69,10 +73,10 @@ func openReports(dir string, log *slog.Logger) (*reports, error) {
 		}
 		v := meta.Get([]byte(metaSchema))
 		if v == nil {
-			return meta.Put([]byte(metaSchema), key64(schemaVersion))
+			return meta.Put([]byte(metaSchema), key64(reportsSchema))
 		}
-		if len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion {
-			return fmt.Errorf("reports database has schema %x, this moxd-queue reads version %d; run the moxd release that wrote it, or restore a backup", v, schemaVersion)
+		if len(v) != 8 || binary.BigEndian.Uint64(v) != reportsSchema {
+			return fmt.Errorf("reports database has schema %x, this moxd-queue reads version %d; run the moxd release that wrote it, or restore a backup", v, reportsSchema)
 		}
 		return nil
 	})
@@ -161,7 +165,14 @@ func (r *reports) flush() {
 	r.mu.Lock()
 	l := r.buf
 	r.buf = nil
+	tls := r.tls
+	r.tls = nil
 	r.mu.Unlock()
+	if len(tls) > 0 {
+		if err := r.db.Update(func(tx *bolt.Tx) error { return flushTLS(tx, tls) }); err != nil {
+			r.log.Error("write tls results; they are lost", "count", len(tls), "err", err)
+		}
+	}
 	if len(l) == 0 {
 		return
 	}

@@ -12,9 +12,8 @@ package queue
 // queued recipients to store in one DeliverFile. A failure because the
 // channel to store went down (store restarting) is not an attempt: the
 // retrier waits for the new channel and tries again. Recipients store
-// refuses permanently, or that used up their attempts, stay in the queue
-// with state failed and an error in the log; the DSN for them comes with
-// the next issue.
+// refuses permanently, or that used up their attempts, are marked failed,
+// then retired with a "failed" DSN to the sender (bounceLocal).
 
 import (
 	"context"
@@ -22,8 +21,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"moxd/internal/ipc"
 	"moxd/internal/storage/storeclient"
@@ -52,6 +54,7 @@ const (
 
 // retrier delivers due local-only messages through store.
 type retrier struct {
+	sv    *service
 	log   *slog.Logger
 	q     *Queue
 	now   func() time.Time
@@ -69,6 +72,7 @@ type retrier struct {
 
 func newRetrier(sv *service) *retrier {
 	return &retrier{
+		sv:     sv,
 		log:    sv.log,
 		q:      sv.q,
 		now:    sv.now,
@@ -130,6 +134,17 @@ func (sv *service) localRetry(ctx context.Context, m *ipc.LocalRetry, f *os.File
 
 // run delivers due local-only messages until ctx ends.
 func (r *retrier) run(ctx context.Context) {
+	// Recipients that failed for good before a crash, and before their
+	// DSN was queued, get it now.
+	if ids, err := r.q.failedLocal(); err != nil {
+		r.log.Error("read failed local recipients", "err", err)
+	} else {
+		for _, id := range ids {
+			if err := r.sv.bounceLocal(id); err != nil {
+				r.log.Error("retire failed local recipients", "msg", id, "err", err)
+			}
+		}
+	}
 	// Messages whose records could not be read or updated are left alone
 	// for a minute, so a broken record cannot keep the loop spinning.
 	skip := map[uint64]time.Time{}
@@ -263,10 +278,12 @@ func (r *retrier) attempt(ctx context.Context, id uint64) attemptResult {
 	}
 	for _, rc := range failed {
 		r.failed.Add(1)
-		// DSNs come with outbound delivery (next issue); until then the
-		// failed recipient stays in the queue and the log says why.
-		r.log.Error("local delivery failed for good; the recipient stays in the queue as failed, no DSN is sent yet",
-			"msg", id, "rcpt", rc.Address, "attempts", rc.Attempts, "err", rc.LastError)
+		r.log.Info("local delivery failed for good; the sender gets a DSN", "msg", id, "rcpt", rc.Address, "attempts", rc.Attempts, "err", rc.LastError)
+	}
+	if len(failed) > 0 {
+		if err := r.sv.bounceLocal(id); err != nil {
+			r.log.Error("retire failed local recipients", "msg", id, "err", err)
+		}
 	}
 	if storeDown {
 		return attemptStoreDown
@@ -316,4 +333,90 @@ func (r *retrier) deliver(ctx context.Context, conn *ipc.Conn, m *Message, rcpts
 		return outs, fmt.Errorf("store answered %d results for %d recipients", len(outs), len(rcpts))
 	}
 	return outs, nil
+}
+
+// failedLocal returns the local-only messages with failed recipients.
+func (q *Queue) failedLocal() ([]uint64, error) {
+	var ids []uint64
+	err := q.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketRcpts)).ForEach(func(k, v []byte) error {
+			rc, err := unmarshalRecipient(k, v)
+			if err != nil || rc.State != RcptFailed {
+				return nil
+			}
+			if len(ids) == 0 || ids[len(ids)-1] != rc.Msg {
+				ids = append(ids, rc.Msg)
+			}
+			return nil
+		})
+	})
+	return ids, err
+}
+
+// bounceLocal retires the failed recipients of local-only message id and
+// queues the "failed" DSN for them (none for the null sender or when
+// they asked for none), in one operation.
+func (sv *service) bounceLocal(id uint64) error {
+	m, rcpts, err := sv.q.loadMessage(id)
+	if err != nil {
+		return err
+	}
+	now := sv.now()
+	var notify []dsnRecipient
+	var seqs []uint32
+	for _, rc := range rcpts {
+		if rc.State != RcptFailed {
+			continue
+		}
+		seqs = append(seqs, rc.Seq)
+		if rc.Notify == 0 || rc.Notify&ipc.NotifyFailure != 0 {
+			notify = append(notify, dsnRecipient{rc: rc, out: outcome{Seq: rc.Seq, Permanent: true, Host: "store", Status: statusOf(rc.LastError), Error: rc.LastError}})
+		}
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	var nm *newMessage
+	if m.MailFrom != "" && !m.DSN && len(notify) > 0 {
+		if nm, err = sv.composeDSN(m, "failed", notify, now); err != nil {
+			sv.log.Error("compose DSN for failed local recipients; the sender is not told", "msg", id, "err", err)
+		}
+	}
+	inserted := false
+	err = sv.q.do(func(w *wtx) error {
+		inserted = false
+		m, rcpts, err := readMessage(w.tx, id)
+		if err != nil {
+			return err
+		}
+		rb := w.tx.Bucket([]byte(bucketRcpts))
+		n := 0
+		for _, rc := range rcpts {
+			if rc.State != RcptFailed || !slices.Contains(seqs, rc.Seq) {
+				continue
+			}
+			if err := w.retire(m, rc, now, false, "local"); err != nil {
+				return err
+			}
+			if err := rb.Delete(rcptKey(id, rc.Seq)); err != nil {
+				return err
+			}
+			n++
+		}
+		w.after = append(w.after, func() { sv.q.recipients.Add(-int64(n)) })
+		if _, err := w.removeIfEmpty(m); err != nil {
+			return err
+		}
+		if nm != nil && n > 0 {
+			if _, err := w.insertMessage(nm, now); err != nil {
+				return fmt.Errorf("queue DSN: %w", err)
+			}
+			inserted = true
+		}
+		return nil
+	})
+	if nm != nil && (err != nil || !inserted) {
+		removeTemp(nm.tmp)
+	}
+	return err
 }

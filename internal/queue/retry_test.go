@@ -1,8 +1,13 @@
 package queue
 
 import (
+	"encoding/binary"
+	"errors"
+	bolt "go.etcd.io/bbolt"
+	"moxd/internal/mailproto/dsn"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -65,8 +70,9 @@ func TestLocalRetry(t *testing.T) {
 	tq.verifyStopped()
 }
 
-// TestLocalRetryFailures: permanent failures and used-up attempts leave
-// the recipient as failed, and a store restart is not an attempt.
+// TestLocalRetryFailures: a permanent failure and used-up attempts retire
+// the recipients with a DSN to the sender each time, and a store restart
+// is not an attempt.
 func TestLocalRetryFailures(t *testing.T) {
 	fs := newFakeStore()
 	fs.state = func(addr string) uint8 {
@@ -95,23 +101,62 @@ func TestLocalRetryFailures(t *testing.T) {
 		}
 	}
 	tq.storeUp()
-	waitFor(t, "recipients failed", func() bool {
-		_, rs, _ := tq.sv.q.loadMessage(ids[0])
-		return len(rs) == 2 && rs[0].State == RcptFailed && rs[1].State == RcptFailed
+	// Both fail for good, one at once, one after its attempts: they are
+	// retired as not delivered, and the sender gets a DSN (queued for
+	// outbound delivery) for each.
+	waitFor(t, "recipients retired", func() bool {
+		_, rs, err := tq.sv.q.loadMessage(ids[0])
+		return errors.Is(err, errNoMessage) && len(rs) == 0 && tq.sv.retrier.failed.Load() == 2
 	})
-	_, rs, _ = tq.sv.q.loadMessage(ids[0])
-	if rs[0].Attempts != 3 || !strings.Contains(rs[0].LastError, "simulated") {
-		t.Errorf("over-quota recipient %+v: want 3 attempts", rs[0])
+	retired := map[string]*Retired{}
+	var dsnIDs []uint64
+	tq.sv.q.db.View(func(tx *bolt.Tx) error {
+		tx.Bucket([]byte(bucketRetired)).ForEach(func(k, v []byte) error {
+			r, err := unmarshalRetired(k, v)
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			retired[r.Address] = r
+			return nil
+		})
+		return tx.Bucket([]byte(bucketMsgs)).ForEach(func(k, v []byte) error {
+			m, err := unmarshalMessage(binary.BigEndian.Uint64(k), v)
+			if err == nil && m.DSN {
+				dsnIDs = append(dsnIDs, m.ID)
+			}
+			return nil
+		})
+	})
+	if r := retired["full@example.org"]; r == nil || r.Delivered || r.Attempts != 3 || !strings.Contains(r.LastError, "simulated") {
+		t.Errorf("over-quota recipient retired as %+v: want 3 attempts", r)
 	}
-	if rs[1].Attempts != 1 {
-		t.Errorf("unknown recipient %+v: want 1 attempt (permanent)", rs[1])
+	if r := retired["gone@example.org"]; r == nil || r.Delivered || r.Attempts != 1 {
+		t.Errorf("unknown recipient retired as %+v: want 1 attempt (permanent)", r)
 	}
-	// Failed recipients keep the message and leave the due index.
-	if ids, _, _ := tq.sv.q.dueMessages(dueLocal, time.Now().Add(time.Hour), 10); len(ids) != 0 {
-		t.Errorf("failed message still due: %v", ids)
+	if len(dsnIDs) != 2 {
+		t.Fatalf("%d DSNs queued, want 2", len(dsnIDs))
 	}
-	if tq.sv.q.messages.Load() != 1 || tq.sv.retrier.failed.Load() != 2 {
-		t.Errorf("messages %d, failed %d", tq.sv.q.messages.Load(), tq.sv.retrier.failed.Load())
+	var reported []string
+	for _, id := range dsnIDs {
+		m, rs, err := tq.sv.q.loadMessage(id)
+		if err != nil || m.MailFrom != "" || len(rs) != 1 || rs[0].Address != "sender@example.net" {
+			t.Fatalf("DSN %+v to %+v, %v", m, rs, err)
+		}
+		f, err := os.Open(tq.sv.q.filePath(m.FileID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := dsn.Parse(f)
+		f.Close()
+		if err != nil || len(rep.Recipients) != 1 || rep.Recipients[0].Action != dsn.Failed {
+			t.Fatalf("DSN report %+v, %v", rep, err)
+		}
+		reported = append(reported, rep.Recipients[0].FinalRecipient)
+	}
+	slices.Sort(reported)
+	if !slices.Equal(reported, []string{"full@example.org", "gone@example.org"}) {
+		t.Fatalf("DSNs report %v", reported)
 	}
 	tq.verifyStopped()
 }

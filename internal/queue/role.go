@@ -53,7 +53,9 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	}
 	defer sv.close()
 	sv.channel = w.Channel
+	sv.hostname = slice.Hostname
 	sv.storePeer = func() (*ipc.Conn, error) { return w.Peer(ipc.RoleStore) }
+	sv.keysPeer = func() (*ipc.Conn, error) { return w.Peer(ipc.RoleKeys) }
 	sv.retrier.storeChanged = func() <-chan struct{} { return w.PeerChanged(ipc.RoleStore) }
 	w.OnReload(func(ctx context.Context) error {
 		var slice config.Slice

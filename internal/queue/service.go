@@ -6,15 +6,22 @@ package queue
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/idna"
+
 	"moxd/internal/addrbook"
 	"moxd/internal/config"
+	"moxd/internal/dns"
 	"moxd/internal/ipc"
 )
 
@@ -26,14 +33,21 @@ type service struct {
 	spools  *spools
 	reports *reports
 	retrier *retrier
+	out     *deliverer
+	hooks   *hookRunner
+
+	// hostname is this host's name, ASCII (EHLO, DSNs, Message-IDs).
+	hostname string
 
 	settings atomic.Pointer[settings]
 
 	// channel returns the peer role and generation of a connection
 	// (worker.Channel; replaced in tests).
 	channel func(c *ipc.Conn) (ipc.Role, uint64, bool)
-	// storePeer returns the current channel to store.
+	// storePeer returns the current channel to store, keysPeer the one
+	// to keys.
 	storePeer func() (*ipc.Conn, error)
+	keysPeer  func() (*ipc.Conn, error)
 
 	submitted atomic.Uint64
 	refused   atomic.Uint64
@@ -45,6 +59,25 @@ type settings struct {
 	accounts map[string]config.QueueAccount
 	book     senderBook
 	maxSize  int64
+
+	// Outbound delivery.
+	localserve   bool
+	postmaster   string
+	localDomains map[string]bool // lower-case, Unicode form
+	separators   map[string][]string
+	delivery     deliverySettings
+	routes       *routeTable
+	dkim         map[string][]config.QueueDKIM
+	roots        *x509.CertPool
+
+	clientOnce sync.Once
+	client     *http.Client
+}
+
+// httpClient is the client of MTA-STS fetches, made once per settings.
+func (st *settings) httpClient(r dns.Resolver) *http.Client {
+	st.clientOnce.Do(func() { st.client = policyClient(st, r) })
+	return st.client
 }
 
 // senderBook says which addresses an account may send as (package
@@ -68,6 +101,30 @@ func newSettings(s config.QueueSlice) (*settings, error) {
 		return nil, fmt.Errorf("addresses in the queue's config slice: %w", err)
 	}
 	st.book = book
+	st.localserve = s.Localserve
+	st.postmaster = s.Postmaster
+	st.localDomains = map[string]bool{}
+	st.separators = map[string][]string{}
+	for _, d := range s.Domains {
+		name := strings.ToLower(d.Name)
+		st.localDomains[name] = true
+		st.separators[name] = d.LocalpartSeparators
+		if ascii, err := idna.Lookup.ToASCII(name); err == nil {
+			st.localDomains[ascii] = true
+			st.separators[ascii] = d.LocalpartSeparators
+		}
+	}
+	st.delivery = newDeliverySettings(s.Delivery)
+	if st.routes, err = newRouteTable(s); err != nil {
+		return nil, err
+	}
+	st.dkim = map[string][]config.QueueDKIM{}
+	for d, l := range s.DKIM {
+		st.dkim[strings.ToLower(d)] = l
+	}
+	if st.roots, err = rootPool(s.Delivery.TestCA); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -95,7 +152,35 @@ func newService(dir string, log *slog.Logger, now func() time.Time, slice config
 	}
 	sv.settings.Store(st)
 	sv.retrier = newRetrier(sv)
+	sv.hostname = "localhost"
+	sv.keysPeer = func() (*ipc.Conn, error) { return nil, errors.New("no channel to keys") }
+	resolver, err := newResolver(slice.DNS, log)
+	if err != nil {
+		rep.close()
+		q.Close()
+		return nil, err
+	}
+	sv.out = newDeliverer(sv, resolver)
+	sv.hooks = newHookRunner(sv, resolver)
+	q.adminHook = func(m *Message, rc *Recipient, event string, now time.Time) *Hook {
+		if m.Account == "" {
+			return nil
+		}
+		return newOutgoingHook(sv.settings.Load(), m, rc, outcome{Seq: rc.Seq, Error: rc.LastError, Status: rc.LastStatus}, event, false, now)
+	}
 	return sv, nil
+}
+
+// newResolver is the DNS client of the config slice.
+func newResolver(d config.DNSSlice, log *slog.Logger) (dns.Resolver, error) {
+	if d.Offline {
+		return dns.Offline(), nil
+	}
+	c, err := dns.New(dns.Config{Servers: d.Servers, TrustAD: d.TrustAD, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	return c, nil
 }
 
 // configure applies a new config slice.
@@ -111,20 +196,32 @@ func (sv *service) configure(slice config.QueueSlice) error {
 // run does the background work until ctx ends: local retries, writing
 // DMARC evaluations, expiring spools.
 func (sv *service) run(ctx context.Context) {
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 4)
 	go func() { sv.retrier.run(ctx); done <- struct{}{} }()
 	go func() { sv.reports.run(ctx); done <- struct{}{} }()
+	go func() { sv.out.run(ctx); done <- struct{}{} }()
+	go func() { sv.hooks.run(ctx); done <- struct{}{} }()
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			<-done
-			<-done
+			for range cap(done) {
+				<-done
+			}
 			return
 		case <-t.C:
 			now := sv.now()
 			sv.spools.releaseWhere(func(sp *spool) bool { return now.Sub(sp.created) > spoolLifetime })
+			keep := sv.settings.Load().delivery.Keep
+			if n, err := sv.q.expireRetired(now, keep, 1000); err != nil {
+				sv.log.Error("expire retired messages", "err", err)
+			} else if n > 0 {
+				sv.log.Debug("retired messages expired", "count", n)
+			}
+			if _, err := sv.q.expireHooks(now, keep, 1000); err != nil {
+				sv.log.Error("expire retired webhook events", "err", err)
+			}
 		}
 	}
 }
@@ -204,6 +301,13 @@ func (sv *service) counters() []ipc.Counter {
 		{Name: "local_retries_accepted", Value: sv.retries.Load()},
 		{Name: "local_deliveries", Value: sv.retrier.delivered.Load()},
 		{Name: "local_failures", Value: sv.retrier.failed.Load()},
+		{Name: "outbound_delivered", Value: sv.out.delivered.Load()},
+		{Name: "outbound_failed", Value: sv.out.failed.Load()},
+		{Name: "outbound_deferred", Value: sv.out.deferred.Load()},
+		{Name: "dsns_queued", Value: sv.out.dsns.Load()},
+		{Name: "connections_reused", Value: uint64(sv.out.pool.reusedCount())},
+		{Name: "webhooks_posted", Value: sv.hooks.posted.Load()},
+		{Name: "webhooks_failed", Value: sv.hooks.failed.Load()},
 		{Name: "dmarc_evaluations_stored", Value: sv.reports.stored.Load()},
 		{Name: "dmarc_evaluations_dropped", Value: sv.reports.dropped.Load()},
 	}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -52,7 +53,6 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 		return nil, err
 	}
 	defer func() { go sp.discard() }()
-	st := sv.settings.Load()
 	if err := checkPrefix(m.Prefix, submitPrefixFields); err != nil {
 		return nil, headerError(err)
 	}
@@ -67,24 +67,77 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 		sv.log.Info("session token check failed", "err", err)
 		return nil, ipc.Errorf(ipc.CodeUnavailable, "cannot check the session with the account store now; try again later")
 	}
-	account := ti.Account
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	return sv.accept(ctx, &submission{
+		account:    ti.Account,
+		mailFrom:   m.MailFrom,
+		rcpts:      append(sp.rcpts, m.Recipients...),
+		release:    m.FutureRelease,
+		prefix:     m.Prefix,
+		smtputf8:   m.SMTPUTF8,
+		eightBit:   m.EightBit,
+		ret:        m.Ret,
+		envID:      m.EnvID,
+		requireTLS: m.RequireTLS,
+		open: func() (*os.File, int64, error) {
+			if err := sp.wait(ctx); err != nil {
+				return nil, 0, remoteError("receive message", err)
+			}
+			var err error
+			if f, err = os.Open(sp.path); err != nil {
+				return nil, 0, remoteError("open spooled message", err)
+			}
+			return f, sp.size, nil
+		},
+	})
+}
+
+// submission is a message to accept: from a submitting role (submit) or
+// from a local user through master (sendmail.go).
+type submission struct {
+	account    string
+	mailFrom   string
+	rcpts      []ipc.SubmitRcpt
+	release    int64 // FUTURERELEASE, Unix ns; 0 for none
+	prefix     []byte
+	smtputf8   bool
+	eightBit   bool
+	ret        uint8
+	envID      string
+	requireTLS bool
+	// open returns the message and its size, once the envelope passed
+	// its checks; the caller closes the file.
+	open func() (*os.File, int64, error)
+}
+
+// accept checks a submission's envelope and message for its account and
+// queues it (steps 3 to 6 of the package comment above, and DKIM
+// signing).
+func (sv *service) accept(ctx context.Context, m *submission) (*ipc.Submitted, error) {
+	st := sv.settings.Load()
+	account := m.account
 	acct, ok := st.accounts[account]
 	if !ok {
 		return nil, ipc.Errorf(ipc.CodeDenied, "account %q may not send: it is not in the queue's configuration; check the account in domains.conf and reload", account)
 	}
 
-	if m.MailFrom == "" {
+	if m.mailFrom == "" {
 		return nil, ipc.Errorf(ipc.CodeDenied, "a submission needs a MAIL FROM address of account %q; the null sender <> is only for delivery status notifications", account)
 	}
-	lp, dom, err := parseAddress(m.MailFrom)
+	lp, dom, err := parseAddress(m.mailFrom)
 	if err != nil {
-		return nil, ipc.Errorf(ipc.CodeBadRequest, "MAIL FROM %q: %v", ipc.ClipText(m.MailFrom, 200), err)
+		return nil, ipc.Errorf(ipc.CodeBadRequest, "MAIL FROM %q: %v", ipc.ClipText(m.mailFrom, 200), err)
 	}
 	if !st.book.MaySendAs(account, lp, dom) {
-		return nil, ipc.Errorf(ipc.CodeDenied, "MAIL FROM %q is not an address account %q may send as; use one of the account's addresses, or add it to the account in domains.conf", m.MailFrom, account)
+		return nil, ipc.Errorf(ipc.CodeDenied, "MAIL FROM %q is not an address account %q may send as; use one of the account's addresses, or add it to the account in domains.conf", m.mailFrom, account)
 	}
 
-	all := append(sp.rcpts, m.Recipients...)
+	all := m.rcpts
 	if len(all) == 0 {
 		return nil, ipc.Errorf(ipc.CodeBadRequest, "message without recipients; give at least one RCPT TO")
 	}
@@ -100,8 +153,8 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 	}
 
 	first := sv.now()
-	if m.FutureRelease != 0 {
-		t := time.Unix(0, m.FutureRelease)
+	if m.release != 0 {
+		t := time.Unix(0, m.release)
 		if t.After(first.Add(maxFutureRelease)) {
 			return nil, ipc.Errorf(ipc.CodeBadRequest, "future release at %s is more than %d days ahead; choose an earlier time", t.UTC().Format(time.RFC3339), int(maxFutureRelease/(24*time.Hour)))
 		}
@@ -110,15 +163,11 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 		}
 	}
 
-	if err := sp.wait(ctx); err != nil {
-		return nil, remoteError("receive message", err)
-	}
-	f, err := os.Open(sp.path)
+	f, size, err := m.open()
 	if err != nil {
-		return nil, remoteError("open spooled message", err)
+		return nil, err
 	}
-	defer f.Close()
-	h, err := scanHeader(f, sp.size)
+	h, err := scanHeader(f, size)
 	if err != nil {
 		return nil, headerError(err)
 	}
@@ -135,7 +184,7 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 	}
 	messageID := h.first("Message-ID")
 	for _, name := range []string{"Message-ID", "Date"} {
-		v, added := prefixField(m.Prefix, name)
+		v, added := prefixField(m.prefix, name)
 		if !added {
 			continue
 		}
@@ -146,28 +195,42 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 			messageID = v
 		}
 	}
+	// SMTPUTF8 as a property of the message, not of the client's MAIL
+	// command: only UTF-8 in an address or the header needs a server
+	// with SMTPUTF8 (RFC 6531 §3.4); an ASCII message sent with the
+	// parameter goes anywhere.
+	smtputf8 := m.smtputf8 && (h.eightBit || !ascii(m.mailFrom) || slices.ContainsFunc(rcpts, func(rc Recipient) bool { return !ascii(rc.Address) }))
 	msg := Message{
 		Account:   account,
-		MailFrom:  m.MailFrom,
-		SMTPUTF8:  m.SMTPUTF8,
-		EightBit:  m.EightBit,
-		Ret:       m.Ret,
-		EnvID:     m.EnvID,
+		MailFrom:  m.mailFrom,
+		SMTPUTF8:  smtputf8,
+		EightBit:  m.eightBit,
+		Ret:       m.ret,
+		EnvID:     m.envID,
 		Extra:     extra,
 		MessageID: recordString(messageID),
 		Subject:   recordString(h.first("Subject")),
 	}
 	switch {
-	case m.RequireTLS:
+	case m.requireTLS:
 		msg.RequireTLS = RequireTLSYes
 	case h.tlsRequiredNo():
 		// RFC 8689 §5: only without the REQUIRETLS parameter.
 		msg.RequireTLS = RequireTLSNo
 	}
 
-	tmp, size, err := writeQueueFile(sv.q.tmpDir, m.Prefix, f, sp.size, drop)
+	tmp, size, err := writeQueueFile(sv.q.tmpDir, m.prefix, f, size, drop)
 	if err != nil {
 		return nil, remoteError("write queue file", err)
+	}
+	// Signed as queued, aligned with the From header's domain.
+	if msg.Prepend, err = sv.dkimSign(ctx, fdom, tmp); err != nil {
+		os.Remove(tmp)
+		sv.log.Error("dkim signing failed; submission refused for now", "account", account, "domain", fdom, "err", err)
+		return nil, ipc.Errorf(ipc.CodeUnavailable, "the message cannot be DKIM-signed now (%v); try again later", err)
+	}
+	if acct.UniqueMailFrom {
+		msg.FromID = randomID(10)
 	}
 	id, err := sv.q.addMessage(&newMessage{
 		msg:    msg,
@@ -187,7 +250,7 @@ func (sv *service) submit(ctx context.Context, ch channelKey, m *ipc.Submit) (*i
 		}
 		return nil, remoteError("queue message", err)
 	}
-	sv.log.Info("message queued", "msg", id, "account", account, "mailfrom", m.MailFrom, "recipients", len(rcpts), "size", size, "messageid", msg.MessageID)
+	sv.log.Info("message queued", "msg", id, "account", account, "mailfrom", m.mailFrom, "recipients", len(rcpts), "size", size, "messageid", msg.MessageID)
 	return &ipc.Submitted{Message: id, Recipients: len(rcpts)}, nil
 }
 

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"os"
 	"strings"
 	"sync"
@@ -30,7 +31,10 @@ func TestSubmitDurable(t *testing.T) {
 		"Message-ID: <abc@example.org>\r\n" +
 		"\r\n" +
 		"X-Moxd-Extra-NotAHeader: body text stays\r\n"
-	env := queueclient.Envelope{Token: tok, MailFrom: "mjl+tag@example.org", SMTPUTF8: true, EightBit: true, Ret: ipc.RetHdrs, EnvID: "env1", Prefix: []byte(prefix)}
+	// Released in half an hour, so the records are read before the
+	// deliverer takes them.
+	release := time.Now().Add(30 * time.Minute)
+	env := queueclient.Envelope{Token: tok, MailFrom: "mjl+tag@example.org", SMTPUTF8: true, EightBit: true, Ret: ipc.RetHdrs, EnvID: "env1", Prefix: []byte(prefix), FutureRelease: release}
 	sp, err := s.NewSpool(ctx, -1)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +60,8 @@ func TestSubmitDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Account != "mjl" || m.MailFrom != "mjl+tag@example.org" || !m.SMTPUTF8 || !m.EightBit || m.Ret != ipc.RetHdrs ||
+	// SMTPUTF8 was given, but nothing in this message needs it.
+	if m.Account != "mjl" || m.MailFrom != "mjl+tag@example.org" || m.SMTPUTF8 || !m.EightBit || m.Ret != ipc.RetHdrs ||
 		m.EnvID != "env1" || m.LocalOnly || m.RequireTLS != RequireTLSNo || m.MessageID != "<abc@example.org>" ||
 		m.Subject != "hello there" || m.Queued.IsZero() {
 		t.Errorf("message record %+v", m)
@@ -84,8 +89,8 @@ func TestSubmitDurable(t *testing.T) {
 			t.Errorf("recipient %+v", r)
 		}
 	}
-	// Submitted messages wait for outbound delivery (next issue): they are
-	// in the outbound due index, not the local one.
+	// Submitted messages are in the outbound due index, not the local
+	// one.
 	if ids, _, _ := q.dueMessages(dueLocal, time.Now().Add(time.Hour), 10); len(ids) != 0 {
 		t.Errorf("submitted message in the local due index: %v", ids)
 	}
@@ -97,21 +102,45 @@ func TestSubmitDurable(t *testing.T) {
 	}
 }
 
-// TestSubmitNotSent checks that nothing tries to deliver a submitted
-// message in this build.
-func TestSubmitNotSent(t *testing.T) {
-	tq := openTestQueue(t, mkdir(t), testSlice(), newFakeStore(), []time.Duration{time.Millisecond, time.Millisecond})
+// TestSubmitLocalDelivery: a submitted message to an address of a local
+// domain goes to store, and leaves a retired record for the account.
+func TestSubmitLocalDelivery(t *testing.T) {
+	tq := openTestQueue(t, mkdir(t), testSlice(), newFakeStore(), nil)
 	ctx := testContext(t)
 	s := tq.submitter(ipc.RoleSubmission)
 	env := queueclient.Envelope{Token: tq.store.token("mjl", ipc.RoleSubmission), MailFrom: "mjl@example.org"}
-	if _, err := submit(ctx, s, env, testMessage("mjl@example.org"), "mjl@example.org"); err != nil {
+	id, err := submit(ctx, s, env, testMessage("mjl@example.org"), "other@example.org")
+	if err != nil {
 		t.Fatal(err)
 	}
-	tq.advance(48 * time.Hour)
-	tq.sv.q.notifyChanged()
-	time.Sleep(100 * time.Millisecond)
-	if n := tq.store.deliverN.Load(); n != 0 {
-		t.Errorf("store got %d deliveries of a submitted message", n)
+	deadline := time.Now().Add(testDeadline)
+	for len(tq.store.deliveries()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ds := tq.store.deliveries()
+	if len(ds) != 1 || ds[0].rcpt != "other@example.org" || ds[0].mailFrom != "mjl@example.org" || !strings.Contains(ds[0].body, "Subject:") {
+		t.Fatalf("store deliveries %+v", ds)
+	}
+	for time.Now().Before(deadline) && tq.sv.q.messages.Load() != 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := tq.sv.q.messages.Load(); n != 0 {
+		t.Fatalf("%d messages still queued after the delivery", n)
+	}
+	var retired []*Retired
+	tq.sv.q.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketRetired)).ForEach(func(k, v []byte) error {
+			r, err := unmarshalRetired(k, v)
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			retired = append(retired, r)
+			return nil
+		})
+	})
+	if len(retired) != 1 || retired[0].Msg != id || !retired[0].Delivered || retired[0].Account != "mjl" || retired[0].Address != "other@example.org" || retired[0].Transport != "local" {
+		t.Fatalf("retired records %+v", retired)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -30,9 +31,9 @@ type Problem struct {
 //   - every message record decodes, has at least one recipient, and its
 //     file exists with the recorded size, below nextfile;
 //   - every recipient record belongs to a message;
-//   - the queued recipients of a message (not held) share their next
-//     attempt, and the message has exactly one due entry at that time, of
-//     its kind; no other due entries exist;
+//   - a message with queued recipients that are not held has exactly one
+//     due entry, of its kind, at the earliest of their next attempts; no
+//     other due entries exist;
 //   - every file in msg/ belongs to one message or is listed in unlink,
 //     and no file at or above nextfile exists.
 func Verify(dir string) ([]Problem, error) {
@@ -68,7 +69,9 @@ func VerifyFix(dir string, fix bool) ([]Problem, error) {
 	var nextfile uint64
 	err = db.View(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
-			if tx.Bucket([]byte(name)) == nil {
+			// A version 1 database lacks the buckets of version 2 until
+			// moxd-queue opens it.
+			if tx.Bucket([]byte(name)) == nil && (counter(tx, metaSchema) != 1 || slices.Index(allBuckets[:], name) < v1Buckets) {
 				return fmt.Errorf("bucket %s missing", name)
 			}
 		}
@@ -134,17 +137,7 @@ func VerifyFix(dir string, fix bool) ([]Problem, error) {
 			if len(rs) == 0 {
 				add(where, "no recipients")
 			}
-			var next time.Time
-			for _, rc := range rs {
-				if rc.State != RcptQueued || rc.Held {
-					continue
-				}
-				if next.IsZero() {
-					next = rc.NextAttempt
-				} else if !rc.NextAttempt.Equal(next) {
-					add(where, "recipients with different next attempts: %v and %v", next, rc.NextAttempt)
-				}
-			}
+			next := dueOf(rs)
 			d := due[id]
 			delete(due, id)
 			switch {
