@@ -26,9 +26,13 @@
 // and the stored Authentication-Results and Received headers must match
 // the peers' verdicts.
 //
-// The test needs root (network namespaces and moxd's role uids) and the
+// TestOutbound (outbound_test.go) makes a bed of its own with other
+// zones, for moxd's outbound delivery: DANE and MTA-STS towards a real
+// Postfix MX in the namespace.
+//
+// The tests need root (network namespaces and moxd's role uids) and the
 // peers .ci/run installs.
-// Without them it is skipped, except in CI (CI set), where it fails.
+// Without them they are skipped, except in CI (CI set), where they fail.
 package dnsbed
 
 import (
@@ -73,11 +77,14 @@ const mailauthVersion = "4.13.3"
 // zone is one zone of the bed.
 type zone struct {
 	Name   string
-	Signed bool // knotd signs it and unbound has its DS as a trust anchor
-	Broken bool // the trust anchor's digests are altered: bogus, SERVFAIL
-	Policy string
-	PassIP string
+	Signed bool   // knotd signs it and unbound has its DS as a trust anchor
+	Broken bool   // the trust anchor's digests are altered: bogus, SERVFAIL
+	Policy string // DMARC policy; "" for no _dmarc record
+	PassIP string // address of mail.ZONE, the SPF-allowed sender; "" for no SPF record
 	Keys   []zoneKey
+	// Records are more zone file lines, relative to the origin:
+	// "mx A 127.0.0.25".
+	Records []string
 }
 
 // authentic is what the AD bit of every answer from the zone should be.
@@ -252,7 +259,7 @@ func TestDNSBed(t *testing.T) {
 	mailauth := b.runMailauth(peerCases)
 	dkimpy := b.runDkimverify(peerCases, cases)
 	ad := b.digAuthentic(cases)
-	m := b.startMoxd(build.wait(t))
+	m := b.startMoxd(build.wait(t), moxdOptions{})
 	t.Logf("moxd ready after %s", time.Since(start).Round(time.Millisecond))
 	e2e := b.runMoxd(m, peerCases, cases)
 
@@ -468,20 +475,24 @@ func errString(err error) string {
 	return err.Error()
 }
 
+// tool is a command a test runs and the Debian package that has it.
+type tool struct{ cmd, pkg string }
+
 // needPeers skips the test when it cannot run here (not root, a peer
 // missing), or fails it when CI is set: CI runs as root with the peers
-// .ci/run installs, so there a skip would hide a broken install.
-func needPeers(t *testing.T) {
+// .ci/run installs, so there a skip would hide a broken install. extra
+// are the commands the test needs beyond those of TestDNSBed.
+func needPeers(t *testing.T, extra ...tool) {
 	t.Helper()
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (for network namespaces)")
 	}
-	for _, c := range []struct{ cmd, pkg string }{
+	for _, c := range append([]tool{
 		{"ip", "iproute2"}, {"knotd", "knot"}, {"keymgr", "knot"}, {"unbound", "unbound"},
 		{"dig", "bind9-dnsutils"}, {"dknewkey", "python3-dkim"}, {"dkimsign", "python3-dkim"},
 		{"dkimverify", "python3-dkim"}, {"node", "nodejs"}, {"swaks", "swaks"},
-	} {
+	}, extra...) {
 		if _, err := exec.LookPath(c.cmd); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", c.cmd, c.pkg))
 		}
@@ -622,7 +633,7 @@ func newBed(t *testing.T, ctx context.Context, dir string, zones []*zone) *bed {
 	}
 	b.host("unbound-checkconf", filepath.Join(dir, "unbound.conf"))
 	b.daemon("unbound", "-d", "-c", filepath.Join(dir, "unbound.conf"))
-	b.waitUnbound()
+	b.waitUnbound(zones[0].Name)
 	return b
 }
 
@@ -686,7 +697,14 @@ type proc struct {
 // the test ends, and killed should the test binary die first.
 func (b *bed) daemon(name string, args ...string) *proc {
 	b.t.Helper()
+	return b.daemonIn("", name, args...)
+}
+
+// daemonIn is daemon with the working directory dir ("" for the test's).
+func (b *bed) daemonIn(dir, name string, args ...string) *proc {
+	b.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", b.ns, name}, args...)...)
+	cmd.Dir = dir
 	p := &proc{log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -785,16 +803,17 @@ func (b *bed) waitKnot(zones []*zone) {
 	}
 }
 
-func (b *bed) waitUnbound() {
+// waitUnbound waits until unbound answers for zone.
+func (b *bed) waitUnbound(zone string) {
 	b.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		a := b.dig("127.0.0.1", "53", "bed.test", "SOA")
+		a := b.dig("127.0.0.1", "53", zone, "SOA")
 		if a.Status == "NOERROR" {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("unbound does not answer for bed.test: last answer %+v", a)
+			b.t.Fatalf("unbound does not answer for %s: last answer %+v", zone, a)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -100,12 +100,19 @@ type moxd struct {
 	bin       string
 	master    *proc
 	smtpAddr  string
+	addrs     map[string]string // listener kind to the address moxd bound
+}
+
+// moxdOptions are additions to moxd.conf.
+type moxdOptions struct {
+	Top    string // keys before the first table (log levels)
+	Tables string // tables after the bed's own
 }
 
 // startMoxd writes the config and starts moxd-master in the namespace;
 // it returns when every role is ready. Master is stopped when the test
 // ends, and any process left under the role uids is killed and reported.
-func (b *bed) startMoxd(bin string) *moxd {
+func (b *bed) startMoxd(bin string, opts moxdOptions) *moxd {
 	t := b.t
 	t.Helper()
 	dir, err := os.MkdirTemp("", "moxd-dnsbed-")
@@ -117,7 +124,7 @@ func (b *bed) startMoxd(bin string) *moxd {
 		t.Fatal(err)
 	}
 	var conf strings.Builder
-	fmt.Fprintf(&conf, "hostname = %q\ndata_dir = %q\nrun_dir = %q\n\n[users]\n", moxdHostname, filepath.Join(dir, "data"), filepath.Join(dir, "run"))
+	fmt.Fprintf(&conf, "hostname = %q\ndata_dir = %q\nrun_dir = %q\n%s\n[users]\n", moxdHostname, filepath.Join(dir, "data"), filepath.Join(dir, "run"), opts.Top)
 	for i, r := range moxdRoles {
 		fmt.Fprintf(&conf, "%s = \"%d:%[2]d\"\n", r, moxdBaseUID+i)
 	}
@@ -127,7 +134,8 @@ func (b *bed) startMoxd(bin string) *moxd {
 	}
 	// No [dns]: resolv.conf, that is the namespace's.
 	conf.WriteString("\n[tls]\nlocal_ca = true\n")
-	m := &moxd{dir: dir, conf: filepath.Join(dir, "moxd.conf"), bin: bin}
+	conf.WriteString(opts.Tables)
+	m := &moxd{dir: dir, conf: filepath.Join(dir, "moxd.conf"), bin: bin, addrs: map[string]string{}}
 	domains := "[[domain]]\nname = \"moxd.test\"\n\n[[account]]\nname = \"bob\"\naddresses = [\"" + moxdRcpt + "\", \"postmaster@moxd.test\"]\n"
 	for name, text := range map[string]string{m.conf: conf.String(), filepath.Join(dir, "domains.conf"): domains} {
 		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
@@ -168,11 +176,10 @@ func (b *bed) startMoxd(bin string) *moxd {
 		if err == nil && len(st.Down()) == 0 {
 			for _, r := range st.Roles {
 				for _, l := range r.Listeners {
-					if l.Kind == "smtp" {
-						m.smtpAddr = l.Addr
-					}
+					m.addrs[l.Kind] = l.Addr
 				}
 			}
+			m.smtpAddr = m.addrs["smtp"]
 			if m.smtpAddr == "" {
 				t.Fatalf("moxd status lists no smtp listener: %+v", st)
 			}
