@@ -12,6 +12,11 @@
 //	moxdbench -bin DIR inbound [-n N] [-rounds R] P1: N messages (default 2000) from
 //	                              smtp-source into one mailbox, moxd vs Postfix, R rounds
 //	                              each (default 3), in a network namespace with local DNS
+//	moxdbench -bin DIR outbound [-n N] [-rounds R] [-destconc C] P2: delivery of N queued
+//	                              messages (default 2000) to one smtp-sink, moxd vs Postfix
+//	                              relaying to it, R rounds each (default 3); -destconc sets
+//	                              moxd's destination_concurrency (default: moxd's, 10);
+//	                              MOXDBENCH_PERF=DIR records moxd-queue with perf per round
 //	moxdbench mboxgen -n N -o FILE  write the P6 mbox (deterministic for a -seed)
 //	moxdbench serve-tls ...       (internal) the in-process-key peer server
 //	moxdbench inbound-ns NETNS    (internal) P1 inside the namespace inbound made
@@ -51,12 +56,13 @@ var (
 	count    = flag.Int("n", 100000, "messages in the mbox (import, mboxgen); messages sent (inbound: default 2000)")
 	output   = flag.String("o", "", "mbox file to write (mboxgen)")
 	seed     = flag.Uint64("seed", 6, "seed of the generated mbox (import, mboxgen)")
+	destConc = flag.Int("destconc", 0, "moxd's [queue] destination_concurrency (outbound); 0: moxd's default")
 )
 
 func main() {
 	flag.Parse()
 	if flag.NArg() < 1 {
-		fmt.Fprintln(os.Stderr, "usage: moxdbench [flags] tls|restart|coldstart|import|inbound|mboxgen [flags]")
+		fmt.Fprintln(os.Stderr, "usage: moxdbench [flags] tls|restart|coldstart|import|inbound|outbound|mboxgen [flags]")
 		os.Exit(2)
 	}
 	caseName := flag.Arg(0)
@@ -100,6 +106,21 @@ func main() {
 			err = fmt.Errorf("usage: moxdbench inbound-ns NETNS")
 		default:
 			err = benchInboundNS(flag.Arg(1), *count, *rounds)
+		}
+	case "outbound":
+		// Defaults of P2 where the flags' defaults are for other cases.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["n"] {
+			*count = 2000
+		}
+		if !set["rounds"] {
+			*rounds = 3
+		}
+		if *count < 1 || *rounds < 1 || *destConc < 0 || *destConc > 1000 {
+			err = fmt.Errorf("outbound needs -n and -rounds of at least 1, -destconc from 0 to 1000")
+		} else {
+			err = benchOutbound(*count, *rounds, *destConc)
 		}
 	case "mboxgen":
 		if *output == "" || *count < 1 {
