@@ -86,6 +86,10 @@ type wtx struct {
 	syncDirs map[string]bool
 	linked   []string // files linked in this transaction, removed if it fails
 	after    []func() // run after the commit
+	// late runs after the batch's operations were answered: file
+	// deletions, which can wait on the disk and are crash-safe (unlink
+	// records, emptied tmp/ at start).
+	late []func()
 }
 
 // refusal is an operation's answer that leaves the batch going.
@@ -250,17 +254,18 @@ func (q *Queue) loop() {
 
 // runBatch commits ops in one transaction, or one by one if that fails.
 func (q *Queue) runBatch(ops []*op) {
-	errs, err := q.commit(ops)
+	errs, late, err := q.commit(ops)
 	if err != nil && len(ops) > 1 {
 		q.log.Debug("batch transaction failed, committing its operations one by one", "ops", len(ops), "err", err)
 		for _, o := range ops {
-			e, err := q.commit([]*op{o})
+			e, l, err := q.commit([]*op{o})
 			if err != nil {
 				o.err = err
 			} else {
 				o.err = e[0]
 			}
 			close(o.done)
+			runAll(l)
 		}
 		return
 	}
@@ -272,11 +277,19 @@ func (q *Queue) runBatch(ops []*op) {
 		}
 		close(o.done)
 	}
+	runAll(late)
+}
+
+func runAll(l []func()) {
+	for _, f := range l {
+		f()
+	}
 }
 
 // commit runs ops in one write transaction. It returns each operation's
-// refusal, or the error that failed the transaction.
-func (q *Queue) commit(ops []*op) ([]error, error) {
+// refusal and the work to do once they are answered (w.late), or the
+// error that failed the transaction.
+func (q *Queue) commit(ops []*op) ([]error, []func(), error) {
 	errs := make([]error, len(ops))
 	w := &wtx{q: q, syncDirs: map[string]bool{}}
 	err := q.db.Update(func(tx *bolt.Tx) error {
@@ -291,6 +304,7 @@ func (q *Queue) commit(ops []*op) ([]error, error) {
 		}
 		for i, o := range ops {
 			nafter := len(w.after)
+			nlate := len(w.late)
 			if err := o.run(w); err != nil {
 				var r *refusal
 				if !errors.As(err, &r) {
@@ -298,6 +312,7 @@ func (q *Queue) commit(ops []*op) ([]error, error) {
 				}
 				errs[i] = r.err
 				w.after = w.after[:nafter]
+				w.late = w.late[:nlate]
 			}
 		}
 		for d := range w.syncDirs {
@@ -314,14 +329,14 @@ func (q *Queue) commit(ops []*op) ([]error, error) {
 		for _, p := range w.linked {
 			os.Remove(p)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	q.clearUnlink = nil
 	q.commits.Add(1)
 	for _, f := range w.after {
 		f()
 	}
-	return errs, nil
+	return errs, w.late, nil
 }
 
 // link hard-links the fsynced file at tmp as message file id, creating its
@@ -351,7 +366,7 @@ func (w *wtx) unlinkFile(id uint64) error {
 		return err
 	}
 	q := w.q
-	w.after = append(w.after, func() { q.removeFile(id) })
+	w.late = append(w.late, func() { q.removeFile(id) })
 	return nil
 }
 

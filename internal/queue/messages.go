@@ -120,8 +120,8 @@ func (w *wtx) insertMessage(nm *newMessage, now time.Time) (uint64, error) {
 	}
 	local := m.LocalOnly
 	nrcpts := len(nm.rcpts)
+	w.late = append(w.late, func() { os.Remove(nm.tmp) })
 	w.after = append(w.after, func() {
-		os.Remove(nm.tmp)
 		q.messages.Add(1)
 		q.recipients.Add(int64(nrcpts))
 		if local {
