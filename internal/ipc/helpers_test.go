@@ -249,6 +249,11 @@ func sampleMessages() []Message {
 		&QueueWebhooks{Retired: true, Max: MaxQueueWebhooks},
 		&QueueSendmail{Account: "mjl", UID: 1000, MailFrom: "mjl@example.org", Recipients: []string{"a@example.net", "b@example.net"}},
 		&QueueSendmailResult{Message: 12, Recipients: 2},
+		&QueueDNSCheck{Domain: "example.org"},
+		&QueueDNSCheck{Domain: "bücher.example", DKIM: []QueueDNSCheckDKIM{
+			{Selector: "2026a-ed", Record: "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="},
+			{Selector: "2026a-rsa"},
+		}},
 		&QueueWebhookList{Total: 3, More: true, Entries: []QueueWebhook{
 			{ID: 7, Account: "mjl", URL: "https://hooks.example.net/moxd?x=1", Event: "delivered", Queued: 1700000000123456789,
 				Attempts: 2, NextAttempt: 1700000120000000000, LastError: "200 OK", Posted: true,

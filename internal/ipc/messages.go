@@ -169,6 +169,7 @@ const (
 	TypeQueueSuppress        MsgType = 0x0a07
 	TypeQueueWebhooks        MsgType = 0x0a08
 	TypeQueueSendmail        MsgType = 0x0a09
+	TypeQueueDNSCheck        MsgType = 0x0a0a // answered with QueueText
 	TypeQueueBackupResult    MsgType = 0x0a81
 	TypeQueueListing         MsgType = 0x0a82
 	TypeQueueText            MsgType = 0x0a83
@@ -317,6 +318,7 @@ var messageTable = map[MsgType]msgInfo{
 	TypeQueueWebhookList:     {"queueadmin.WebhookList", FamQueueAdmin, kindReply, func() Message { return new(QueueWebhookList) }, 0},
 	TypeQueueSendmail:        {"queueadmin.Sendmail", FamQueueAdmin, kindRequest, func() Message { return new(QueueSendmail) }, TypeQueueSendmailResult},
 	TypeQueueSendmailResult:  {"queueadmin.SendmailResult", FamQueueAdmin, kindReply, func() Message { return new(QueueSendmailResult) }, 0},
+	TypeQueueDNSCheck:        {"queueadmin.DNSCheck", FamQueueAdmin, kindRequest, func() Message { return new(QueueDNSCheck) }, TypeQueueText},
 
 	TypeLocalRetry: {"localretry.LocalRetry", FamRetry, kindRequest, func() Message { return new(LocalRetry) }, TypeAck},
 

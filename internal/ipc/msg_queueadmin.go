@@ -628,12 +628,18 @@ type QueueRetiredEntry struct {
 	LastHost   string
 	LastStatus string
 	Transport  string
+	// History is the recipient's delivery attempts, a line each.
+	History string
 }
+
+// MaxRetiredHistory bounds QueueRetiredEntry.History.
+const MaxRetiredHistory = 4096
 
 // WireSize is the number of bytes r takes in a QueueRetiredList.
 func (r *QueueRetiredEntry) WireSize() int {
 	return 8 + 4 + strSize(r.Account) + strSize(r.MailFrom) + strSize(r.Address) + strSize(r.MessageID) +
-		strSize(r.Subject) + 3*8 + 1 + 4 + strSize(r.LastError) + strSize(r.LastHost) + strSize(r.LastStatus) + strSize(r.Transport)
+		strSize(r.Subject) + 3*8 + 1 + 4 + strSize(r.LastError) + strSize(r.LastHost) + strSize(r.LastStatus) + strSize(r.Transport) +
+		strSize(r.History)
 }
 
 func (r *QueueRetiredEntry) encode(e *Encoder) {
@@ -653,6 +659,7 @@ func (r *QueueRetiredEntry) encode(e *Encoder) {
 	e.StringMax(r.LastHost, MaxNameLen)
 	e.StringMax(r.LastStatus, MaxQueueStatus)
 	e.StringMax(r.Transport, MaxNameLen)
+	e.StringMax(r.History, MaxRetiredHistory)
 }
 
 func (r *QueueRetiredEntry) decode(d *Decoder) {
@@ -672,6 +679,7 @@ func (r *QueueRetiredEntry) decode(d *Decoder) {
 	r.LastHost = d.StringMax(MaxNameLen)
 	r.LastStatus = d.StringMax(MaxQueueStatus)
 	r.Transport = d.StringMax(MaxNameLen)
+	r.History = d.StringMax(MaxRetiredHistory)
 }
 
 // QueueRetiredList answers QueueRetired.

@@ -656,13 +656,18 @@ type retiredJSON struct {
 	LastHost   string    `json:"last_host,omitempty"`
 	LastStatus string    `json:"last_status,omitempty"`
 	Transport  string    `json:"transport,omitempty"`
+	History    []string  `json:"history,omitempty"`
 }
 
 func retiredListJSON(l []ipc.QueueRetiredEntry) []retiredJSON {
 	out := []retiredJSON{}
 	for _, r := range l {
+		var hist []string
+		if r.History != "" {
+			hist = strings.Split(strings.TrimSuffix(r.History, "\n"), "\n")
+		}
 		out = append(out, retiredJSON{r.Msg, r.Seq, r.Account, r.MailFrom, r.Address, r.MessageID, r.Subject, r.Size,
-			time.Unix(0, r.Queued).UTC(), time.Unix(0, r.Retired).UTC(), r.Delivered, r.Attempts, r.LastError, r.LastHost, r.LastStatus, r.Transport})
+			time.Unix(0, r.Queued).UTC(), time.Unix(0, r.Retired).UTC(), r.Delivered, r.Attempts, r.LastError, r.LastHost, r.LastStatus, r.Transport, hist})
 	}
 	return out
 }
@@ -766,6 +771,11 @@ func (c *cli) queueRetired(args []string) int {
 				{"last error", orDash(r.LastError)},
 			} {
 				fmt.Fprintf(c.stdout, "  %-13s %s\n", l[0]+":", printable(l[1], false))
+			}
+			if r.History != "" {
+				for _, a := range strings.Split(strings.TrimSuffix(r.History, "\n"), "\n") {
+					fmt.Fprintf(c.stdout, "  %-13s %s\n", "attempt:", printable(a, false))
+				}
 			}
 		}
 		return ExitOK

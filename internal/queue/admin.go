@@ -285,6 +285,9 @@ func (q *Queue) dump(id uint64, route func(m *Message, rc *Recipient) string) (s
 		if rc.DelayedSent {
 			line("delayed dsn", "sent")
 		}
+		for _, a := range rc.History {
+			line("attempt", "%s", formatAttempt(a))
+		}
 		if route != nil {
 			line("route", "%s", route(m, rc))
 		}
@@ -297,6 +300,32 @@ func (q *Queue) dump(id uint64, route func(m *Message, rc *Recipient) string) (s
 	b.WriteString(":\n")
 	b.WriteString(printable(m.Prepend+hdr, true))
 	return clipDump(b.String()), nil
+}
+
+// formatAttempt is one line about a delivery attempt.
+func formatAttempt(a Attempt) string {
+	what := "failed"
+	if a.Delivered {
+		what = "delivered"
+	}
+	s := fmt.Sprintf("%s %s via %s", a.Time.UTC().Format(time.RFC3339), what, orDash(a.Host))
+	if a.Transport != "" {
+		s += " (transport " + a.Transport + ")"
+	}
+	if a.TLS != "" {
+		s += ", " + a.TLS
+	}
+	return s + ": " + orDash(a.Result)
+}
+
+// historyText is the attempts of a retired recipient, one per line.
+func historyText(h []Attempt) string {
+	var b strings.Builder
+	for _, a := range h {
+		b.WriteString(formatAttempt(a))
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // fileHeader returns the header section of m's file (up to the blank
@@ -1209,6 +1238,7 @@ func retiredIPC(r *Retired) ipc.QueueRetiredEntry {
 		LastHost:   ipc.ClipText(r.LastHost, ipc.MaxNameLen),
 		LastStatus: ipc.ClipText(r.LastStatus, ipc.MaxQueueStatus),
 		Transport:  ipc.ClipText(r.Transport, ipc.MaxNameLen),
+		History:    ipc.ClipText(printable(historyText(r.History), true), ipc.MaxRetiredHistory),
 	}
 }
 

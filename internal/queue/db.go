@@ -216,6 +216,64 @@ type Recipient struct {
 	LastStatus string // enhanced status code of LastError ("4.4.1"), may be ""
 	// DelayedSent: the "delayed" DSN for this recipient was queued.
 	DelayedSent bool
+	// History holds the recipient's last attempts, oldest first, at most
+	// maxHistory.
+	History []Attempt
+}
+
+// Attempt is one delivery attempt of a recipient, kept with it and in its
+// retired record.
+type Attempt struct {
+	Time      time.Time
+	Delivered bool
+	Host      string // server that answered, "store" for local delivery
+	Transport string // transport name, "" for direct delivery
+	TLS       string // the connection's TLS and policy
+	Status    string // enhanced status code
+	Result    string // the reply or error, clipped
+}
+
+const (
+	maxHistory       = 16
+	maxAttemptResult = 300
+)
+
+// addAttempt appends a to h, dropping the oldest beyond maxHistory.
+func addAttempt(h []Attempt, a Attempt) []Attempt {
+	if len(a.Result) > maxAttemptResult {
+		a.Result = a.Result[:maxAttemptResult]
+	}
+	h = append(h, a)
+	if len(h) > maxHistory {
+		h = h[len(h)-maxHistory:]
+	}
+	return h
+}
+
+func (r *record) history(h []Attempt) {
+	r.uint(uint64(len(h)))
+	for _, a := range h {
+		r.time(a.Time)
+		r.bool(a.Delivered)
+		r.string(a.Host)
+		r.string(a.Transport)
+		r.string(a.TLS)
+		r.string(a.Status)
+		r.string(a.Result)
+	}
+}
+
+func (r *reader) history() []Attempt {
+	n := r.uint()
+	if n > maxHistory {
+		r.fail("history length")
+		return nil
+	}
+	var h []Attempt
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		h = append(h, Attempt{Time: r.time(), Delivered: r.bool(), Host: r.string(), Transport: r.string(), TLS: r.string(), Status: r.string(), Result: r.string()})
+	}
+	return h
 }
 
 func key64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -487,6 +545,7 @@ func (rc *Recipient) marshal() []byte {
 	r.string(rc.LastHost)
 	r.string(rc.LastStatus)
 	r.bool(rc.DelayedSent)
+	r.history(rc.History)
 	return r.b
 }
 
@@ -509,6 +568,7 @@ func unmarshalRecipient(k, b []byte) (*Recipient, error) {
 		rc.LastHost = r.string()
 		rc.LastStatus = r.string()
 		rc.DelayedSent = r.bool()
+		rc.History = r.history()
 	}
 	if rc.State != RcptQueued && rc.State != RcptFailed {
 		r.fail("recipient state")

@@ -33,6 +33,7 @@ type Retired struct {
 	LastStatus string
 	Transport  string
 	Extra      map[string]string
+	History    []Attempt
 }
 
 func retiredKey(t time.Time, msg uint64, seq uint32) []byte {
@@ -61,6 +62,7 @@ func (r *Retired) marshal() []byte {
 		w.string(k)
 		w.string(r.Extra[k])
 	}
+	w.history(r.History)
 	return w.b
 }
 
@@ -98,6 +100,7 @@ func unmarshalRetired(k, b []byte) (*Retired, error) {
 		key := d.string()
 		r.Extra[key] = d.string()
 	}
+	r.History = d.history()
 	if err := d.done(); err != nil {
 		return nil, fmt.Errorf("retired %d.%d: %w", r.Msg, r.Seq, err)
 	}
@@ -110,7 +113,7 @@ func (w *wtx) retire(m *Message, rc *Recipient, now time.Time, delivered bool, t
 		Msg: m.ID, Seq: rc.Seq, Account: m.Account, MailFrom: m.MailFrom, Address: rc.Address,
 		MessageID: m.MessageID, Subject: m.Subject, Size: m.Size, Queued: m.Queued, Retired: now,
 		Delivered: delivered, Attempts: rc.Attempts, LastError: rc.LastError, LastHost: rc.LastHost,
-		LastStatus: rc.LastStatus, Transport: transport, Extra: m.Extra,
+		LastStatus: rc.LastStatus, Transport: transport, Extra: m.Extra, History: rc.History,
 	}
 	return w.tx.Bucket([]byte(bucketRetired)).Put(retiredKey(now, m.ID, rc.Seq), r.marshal())
 }
@@ -186,6 +189,9 @@ func (q *Queue) recordOutbound(id uint64, plans []outcome, now time.Time, ds del
 			rc := bySeq[o.Seq]
 			if rc == nil || rc.State != RcptQueued {
 				continue
+			}
+			if !o.NotAttempt {
+				rc.History = addAttempt(rc.History, Attempt{Time: now, Delivered: o.Delivered, Host: o.Host, Transport: o.Transport, TLS: o.TLS, Status: o.Status, Result: o.Error})
 			}
 			if o.Delivered || o.final {
 				rc.LastError, rc.LastHost, rc.LastStatus = o.Error, o.Host, o.Status

@@ -243,6 +243,10 @@ func TestOutboundRetry(t *testing.T) {
 	}
 	if r := e.retired(id)[0]; r == nil || r.Delivered || r.Attempts != 3 || r.LastStatus != "4.3.0" {
 		t.Errorf("retired record %+v", r)
+	} else if len(r.History) != 3 || !r.History[0].Time.Before(r.History[1].Time) || !r.History[1].Time.Before(r.History[2].Time) ||
+		r.History[2].Host != "mx.a.example" || r.History[2].Status != "4.3.0" || r.History[2].Delivered {
+		// Every attempt is kept with the recipient and its retired record.
+		t.Errorf("attempt history %+v", r.History)
 	}
 	// A temporary failure is no reason to suppress the address.
 	if _, ok := e.tq.sv.q.suppressed("mjl", "busy@a.example"); ok {
