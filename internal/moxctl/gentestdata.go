@@ -75,7 +75,7 @@ func genTestData(dir string, log io.Writer) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("queue: %w", err)
 	}
-	fmt.Fprintf(log, "queue: %d messages, %d recipients, %d DMARC evaluations\n", td.Messages, td.Recipients, td.Evaluations)
+	fmt.Fprintf(log, "queue: %d messages, %d recipients, %d retired, %d webhook events, %d DMARC evaluations\n", td.Messages, td.Recipients, td.Retired, td.Hooks, td.Evaluations)
 	return fmt.Sprintf("wrote %d accounts with %d messages to %s, and a queue with %d messages to %s", len(testdataAccounts), total, store, td.Messages, qdir), nil
 }
 

@@ -16,7 +16,11 @@ import (
 	"path/filepath"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
+	"moxd/internal/config"
 	"moxd/internal/ipc"
+	"moxd/internal/mailproto/mtasts"
 )
 
 // TestData says what GenTestData wrote.
@@ -24,6 +28,8 @@ type TestData struct {
 	Messages    int // message records
 	Recipients  int // recipient records, queued or failed
 	Evaluations int // DMARC evaluations in reports.db
+	Retired     int // retired recipients
+	Hooks       int // webhook events waiting
 }
 
 // testSubmission is a submitted message of the test data.
@@ -66,7 +72,10 @@ var testSubmissions = []testSubmission{
 // clock at now: three submitted messages (one with two recipients, DSN
 // parameters and X-Moxd-Extra fields, one released later), a local retry
 // after one attempt (one recipient delivered, one waiting for its next
-// attempt, one failed for good) and two DMARC evaluations.
+// attempt, one failed for good), two DMARC evaluations, and the outbound
+// records of schema 2: an attempt with its history, a retired
+// recipient, webhook events, a suppression entry, a hold rule, a cached
+// MTA-STS policy and a TLS result.
 func GenTestData(dir string, now time.Time) (TestData, error) {
 	var td TestData
 	log := slog.New(slog.DiscardHandler)
@@ -123,10 +132,62 @@ func GenTestData(dir string, now time.Time) (TestData, error) {
 		return td, fmt.Errorf("local retry attempt: %w", err)
 	}
 
+	// Outbound (schema 2): an attempt on the first submission (one
+	// recipient delivered and retired, one deferred, both with their
+	// attempt, a webhook event each), a suppression entry, a hold rule
+	// and a cached MTA-STS policy.
+	ds := newDeliverySettings(config.QueueDelivery{})
+	st := &settings{accounts: map[string]config.QueueAccount{"alice": {Name: "alice", Webhooks: []config.QueueWebhook{{Kind: "outgoing", URL: "https://hooks.example.com/moxd"}}}}}
+	m1, rcpts1, err := q.loadMessage(1)
+	if err != nil {
+		return td, err
+	}
+	plans := []outcome{
+		{Seq: 0, Error: "451 4.3.0 try again later", Status: "4.3.0", Host: "mx.example.net", TLS: "TLS 1.3 TLS_AES_128_GCM_SHA256, opportunistic policy"},
+		{Seq: 1, Delivered: true, final: true, Error: "250 2.0.0 ok", Status: "2.0.0", Host: "mx.example.org"},
+	}
+	var hooks []*Hook
+	for i, o := range plans {
+		event := "delayed"
+		if o.Delivered {
+			event = "delivered"
+		}
+		hooks = append(hooks, newOutgoingHook(st, m1, rcpts1[i], o, event, false, now))
+	}
+	if err := q.recordOutbound(1, plans, now, ds, nil, hooks); err != nil {
+		return td, fmt.Errorf("outbound attempt: %w", err)
+	}
+	if err := q.addSuppression("alice", "gone@example.net", "550 5.1.1 no such user", false); err != nil {
+		return td, err
+	}
+	err = q.do(func(w *wtx) error {
+		id, err := nextID(w.tx, metaNextrule)
+		if err != nil {
+			return err
+		}
+		h := &HoldRule{ID: id, RecipientDomain: "held.example"}
+		if err := w.tx.Bucket([]byte(bucketHoldRules)).Put(key64(id), h.marshal()); err != nil {
+			return err
+		}
+		pol, err := mtasts.ParsePolicy([]byte("version: STSv1\nmode: enforce\nmx: mx.example.net\nmax_age: 86400\n"))
+		if err != nil {
+			return err
+		}
+		r := newRecord()
+		r.string("20250601")
+		r.time(now)
+		r.string(pol.String())
+		return w.tx.Bucket([]byte(bucketMTASTS)).Put([]byte("example.net"), r.b)
+	})
+	if err != nil {
+		return td, err
+	}
+
 	rep, err := openReports(dir, log)
 	if err != nil {
 		return td, err
 	}
+	rep.addTLS(now, "example.net", tlsPolicyNoPolicy, "mx.example.net", tlsResultSuccess, "")
 	for i, domain := range []string{"example.net", "example.org"} {
 		rep.add(&ipc.DMARCEval{
 			PolicyDomain: domain, HeaderFrom: domain, EnvelopeFrom: "bounce." + domain, EnvelopeTo: "example.com",
@@ -140,6 +201,11 @@ func GenTestData(dir string, now time.Time) (TestData, error) {
 	td.Evaluations = int(rep.stored.Load())
 	td.Messages = int(q.messages.Load())
 	td.Recipients = int(q.recipients.Load())
+	q.db.View(func(tx *bolt.Tx) error {
+		td.Retired = tx.Bucket([]byte(bucketRetired)).Stats().KeyN
+		td.Hooks = tx.Bucket([]byte(bucketHooks)).Stats().KeyN
+		return nil
+	})
 	return td, q.Close()
 }
 

@@ -104,7 +104,7 @@ func TestGenTestData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if td != (TestData{Messages: 4, Recipients: 6, Evaluations: 2}) {
+		if td != (TestData{Messages: 4, Recipients: 5, Evaluations: 2, Retired: 1, Hooks: 2}) {
 			t.Errorf("wrote %+v", td)
 		}
 		if problems, err := Verify(dir); err != nil || len(problems) != 0 {

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
@@ -68,10 +67,10 @@ func VerifyFix(dir string, fix bool) ([]Problem, error) {
 	files := map[uint64]uint64{} // file id -> message id, 0 for unlink
 	var nextfile uint64
 	err = db.View(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			// A version 1 database lacks the buckets of version 2 until
-			// moxd-queue opens it.
-			if tx.Bucket([]byte(name)) == nil && (counter(tx, metaSchema) != 1 || slices.Index(allBuckets[:], name) < v1Buckets) {
+		for i, name := range allBuckets {
+			// Buckets added after version 1 are created when moxd-queue
+			// opens the database; an older one lacks them until then.
+			if tx.Bucket([]byte(name)) == nil && i < v1Buckets {
 				return fmt.Errorf("bucket %s missing", name)
 			}
 		}
