@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +103,40 @@ func TestSendmail(t *testing.T) {
 	}
 	if strings.Contains(got, "not part of the message") {
 		t.Errorf("the text after the line with a dot was sent:\n%s", got)
+	}
+
+	// With ~/.moxd-sendmail.conf, the message goes to that submission
+	// server instead (here moxd's own port 465), with SASL.
+	const password = "integration-Sendmail-1"
+	if out, code := moxctlRun(t, conf, password+"\n", "account", "password", "mox"); code != 0 {
+		t.Fatalf("account password: exit %d\n%s", code, out)
+	}
+	_, port, _ := net.SplitHostPort(listenerAddr(in.waitReady(), "submissions"))
+	home3 := userDir(t, 65534)
+	pwFile := filepath.Join(home3, "password")
+	os.WriteFile(pwFile, []byte(password+"\n"), 0o600)
+	os.Chown(pwFile, 65534, 65534)
+	rc := fmt.Sprintf("host = \"localhost\"\nport = %s\ntls = \"implicit\"\nusername = \"mox@localhost\"\npassword_file = %q\nca_file = %q\nmechanisms = [\"SCRAM-SHA-256\"]\n",
+		port, pwFile, filepath.Join(dir, "data", "localca.pem"))
+	os.WriteFile(filepath.Join(home3, ".moxd-sendmail.conf"), []byte(rc), 0o644)
+	out, code = runAsUser(t, "65534", home3, conf, "Subject: remote submission\n\nvia 465\n", link, "-f", "mox@localhost", "other@localhost")
+	if code != 0 {
+		t.Fatalf("sendmail with a submission server: exit %d\n%s", code, out)
+	}
+	got = ""
+	deadline = time.Now().Add(10 * time.Second)
+	for got == "" && time.Now().Before(deadline) {
+		for _, m := range exportMessages(t, conf, "other", "INBOX") {
+			if strings.Contains(m, "Subject: remote submission") {
+				got = m
+			}
+		}
+		if got == "" {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(got, "with ESMTPSA") || !strings.Contains(got, "From: <mox@localhost>") {
+		t.Fatalf("message submitted through port 465 not delivered as expected:\n%s", got)
 	}
 
 	// A uid in no account's unix_users is refused by master; the message
