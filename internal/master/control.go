@@ -23,18 +23,6 @@ import (
 // listenControl creates the control socket for moxctl.
 func (m *Master) listenControl() (*net.UnixListener, error) {
 	cfg := m.cfg
-	path := ctl.SocketPath(cfg.Static.RunDir)
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("control socket %s exists and is not a socket: remove it", path)
-		}
-		// A live master answers; a stale socket from a crash does not.
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("another moxd-master is running (it answers on %s)", path)
-		}
-		os.Remove(path)
-	}
 	adminGID := -1
 	if cfg.Static.AdminGroup != "" {
 		gid, err := config.ResolveGroup(cfg.Static.AdminGroup)
@@ -43,11 +31,11 @@ func (m *Master) listenControl() (*net.UnixListener, error) {
 		}
 		adminGID = int(gid)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	path := ctl.SocketPath(cfg.Static.RunDir)
+	ln, err := listenSocket("control socket", path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
-	ln.SetUnlinkOnClose(true)
 	mode := os.FileMode(0o600)
 	if adminGID >= 0 {
 		mode = 0o660
@@ -64,19 +52,47 @@ func (m *Master) listenControl() (*net.UnixListener, error) {
 	return ln, nil
 }
 
-func (m *Master) serveControl(ln *net.UnixListener, adminGID int) {
+// listenSocket listens on the unix socket path (what names it in errors),
+// replacing a stale socket left by a crash; it refuses when a live master
+// answers there.
+func listenSocket(what, path string) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s %s exists and is not a socket: remove it", what, path)
+		}
+		// A live master answers; a stale socket from a crash does not.
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another moxd-master is running (it answers on %s)", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	return ln, nil
+}
+
+// acceptLoop serves the connections of ln with handle until ln closes.
+func (m *Master) acceptLoop(ln *net.UnixListener, what string, handle func(*net.UnixConn)) {
 	for {
 		c, err := ln.AcceptUnix()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			m.log.Error("control socket accept", "err", err)
+			m.log.Error(what+" accept", "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		go m.controlConn(c, adminGID)
+		go handle(c)
 	}
+}
+
+func (m *Master) serveControl(ln *net.UnixListener, adminGID int) {
+	m.acceptLoop(ln, "control socket", func(c *net.UnixConn) { m.controlConn(c, adminGID) })
 }
 
 // allowed checks the peer's credentials: root, master's own uid (localserve),

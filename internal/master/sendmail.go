@@ -29,35 +29,15 @@ const sendmailTimeout = 2 * time.Minute
 // listenSendmail creates the sendmail socket.
 func (m *Master) listenSendmail() (*net.UnixListener, error) {
 	path := ctl.SendmailSocketPath(m.config().Static.RunDir)
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("sendmail socket %s exists and is not a socket: remove it", path)
-		}
-		os.Remove(path) // the control socket's check found no live master
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenSocket("sendmail socket", path)
 	if err != nil {
-		return nil, fmt.Errorf("sendmail socket: %w", err)
+		return nil, err
 	}
-	ln.SetUnlinkOnClose(true)
 	if err := os.Chmod(path, 0o666); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("sendmail socket: %w", err)
 	}
-	go func() {
-		for {
-			c, err := ln.AcceptUnix()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				m.log.Error("sendmail socket accept", "err", err)
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			go m.sendmailConn(c)
-		}
-	}()
+	go m.acceptLoop(ln, "sendmail socket", m.sendmailConn)
 	return ln, nil
 }
 
