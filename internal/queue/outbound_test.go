@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"mime/quotedprintable"
+	"net"
 	"net/mail"
 	"slices"
 	"strings"
@@ -1021,5 +1022,21 @@ func TestOutboundLocalserve(t *testing.T) {
 	e.advance(time.Hour)
 	if rc := e.waitAttempts(id, 2); rc[0].LastStatus != "4.0.0" {
 		t.Fatalf("second attempt %+v", rc[0])
+	}
+}
+
+// TestOutboundSourceIP: direct delivery connects from [queue] source_ips.
+func TestOutboundSourceIP(t *testing.T) {
+	mx := startSMTP(t, smtpOpts{})
+	e := newOutEnv(t, mx.port, func(s *config.QueueSlice) { s.Delivery.SourceIPs = []string{"127.0.0.2"} })
+	id := e.send(queueclient.Envelope{}, testMessage("mjl@example.org"), "you@a.example")
+	e.waitGone(id)
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	if len(mx.conns) == 0 {
+		t.Fatal("no connection")
+	}
+	if host, _, _ := net.SplitHostPort(mx.conns[0].RemoteAddr().String()); host != "127.0.0.2" {
+		t.Fatalf("connection from %s, want 127.0.0.2", host)
 	}
 }
