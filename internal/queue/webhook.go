@@ -119,7 +119,7 @@ type hookPayload struct {
 	Error            string            `json:"error,omitempty"`
 	Host             string            `json:"host,omitempty"`
 	Queued           time.Time         `json:"queued"`
-	Event_           time.Time         `json:"eventTime"`
+	EventTime        time.Time         `json:"eventTime"`
 	Extra            map[string]string `json:"extra"`
 }
 
@@ -148,7 +148,7 @@ func newOutgoingHook(st *settings, m *Message, rc *Recipient, o outcome, event s
 	p := hookPayload{
 		Event: event, DSN: m.DSN, Suppressing: suppressing, QueueMsgID: m.ID, FromID: m.FromID,
 		MessageID: m.MessageID, Subject: m.Subject, From: m.MailFrom, Recipient: rc.Address,
-		Attempts: rc.Attempts, SMTPEnhancedCode: o.Status, Host: o.Host, Queued: m.Queued, Event_: now, Extra: m.Extra,
+		Attempts: rc.Attempts, SMTPEnhancedCode: o.Status, Host: o.Host, Queued: m.Queued, EventTime: now, Extra: m.Extra,
 	}
 	if !o.Delivered || event != "delivered" {
 		p.Attempts++
