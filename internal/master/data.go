@@ -100,6 +100,9 @@ func (s *ctlSession) handleData(req ctl.Request, files []*os.File) bool {
 		}
 		s.respond(s.audited(req, func() (any, error) { return s.m.backup(a[0], time.Now()) }))
 	default:
+		if s.handleDNS(req, files) {
+			return true
+		}
 		return s.handleQueue(req, files)
 	}
 	return true

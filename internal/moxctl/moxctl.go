@@ -59,6 +59,9 @@ commands:
                          add a domain with new DKIM keys, postmaster@DOMAIN to ACCOUNT; prints the DNS records
   domain rm DOMAIN       remove a domain no address uses any more
   domain list
+  dns records DOMAIN     the DNS records to publish for DOMAIN: MX, SPF, DMARC, DKIM keys
+  dns check DOMAIN       look up DOMAIN's records (MX, SPF for the addresses mail leaves from, DKIM keys,
+                         DMARC, MTA-STS, TLSRPT, DNSSEC) and say what to fix; exit 1 on a warning or error
 
   import mbox|maildir ACCOUNT MAILBOX PATH
                          import an mbox file or a maildir directory into MAILBOX
@@ -208,6 +211,8 @@ func MainIO(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return c.backup(args[1:])
 	case "queue":
 		return c.queue(args[1:])
+	case "dns":
+		return c.dns(args[1:])
 	case "verifydata":
 		return c.verifydata(args[1:])
 	case "gentestdata":

@@ -49,6 +49,10 @@ func (sv *service) serveMaster(ctx context.Context, req *ipc.Request) (ipc.Messa
 		defer f.Close()
 		rep, err := sv.sendmail(ctx, m, f)
 		return rep, nil, err
+	case *ipc.QueueDNSCheck:
+		closeFiles(req.Files) // none: it carries no fds
+		rep, err := sv.dnsCheck(ctx, m)
+		return rep, nil, err
 	case *ipc.QueueList, *ipc.QueueDump, *ipc.QueueAction, *ipc.QueueHoldRules, *ipc.QueueRetired, *ipc.QueueSuppress, *ipc.QueueWebhooks:
 		closeFiles(req.Files) // none: these messages carry no fds
 		rep, err := sv.serveAdmin(m)
