@@ -46,6 +46,7 @@ const (
 	outDSNUID        = 64840
 	outKillUID       = 64850
 	outUTF8UID       = 64860
+	// 64870: incoming_test.go
 )
 
 // outPassword is the password of account mox in the outbound tests.
@@ -90,11 +91,18 @@ type outOptions struct {
 // test's cleanup stops it (before the peers started earlier).
 func startOutbound(t *testing.T, base uint32, o outOptions) *outEnv {
 	t.Helper()
+	return startOutboundDomains(t, base, outDomains+o.routes, o)
+}
+
+// startOutboundDomains is startOutbound with domains.conf of its own; it
+// needs account mox.
+func startOutboundDomains(t *testing.T, base uint32, domains string, o outOptions) *outEnv {
+	t.Helper()
 	needRoot(t)
 	dns := dnstest.Start(t, o.records...)
 	dir, conf := writeConfig(t, confOptions{
 		baseUID:    base,
-		domainsCfg: outDomains + o.routes,
+		domainsCfg: domains,
 		dns:        fmt.Sprintf("nameservers = [%q]\n", dns.Addr()),
 		extra:      fmt.Sprintf("\n[queue]\nport = %d\n%s\n%s", o.port, o.queue, o.tables),
 	})

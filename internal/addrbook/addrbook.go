@@ -350,6 +350,33 @@ func (d *domain) base(localpart string) (string, bool) {
 	return localpart[:cut], true
 }
 
+// Tag returns what follows the first of the domain's separators in
+// localpart ("mjl+a+b" gives "a+b" with separator "+"), the rule of
+// base; false when the domain is not local or the local part has no
+// separator after its first character. A quoted local part is looked at
+// inside its quotes. Store uses it to find the unique id of a DSN sent
+// to a unique MAIL FROM (account.unique_mail_from).
+func (b *Book) Tag(localpart, domain string) (string, bool) {
+	d := b.domain(domain)
+	if d == nil {
+		return "", false
+	}
+	if len(localpart) >= 2 && localpart[0] == '"' && localpart[len(localpart)-1] == '"' {
+		localpart = localpart[1 : len(localpart)-1]
+	}
+	base, ok := d.base(localpart)
+	if !ok {
+		return "", false
+	}
+	rest := localpart[len(base):]
+	for _, sep := range d.separators {
+		if strings.HasPrefix(rest, sep) {
+			return rest[len(sep):], true
+		}
+	}
+	return "", false
+}
+
 // MaySendAs reports whether account may use localpart@domain as its
 // sender address: the account has the address (also through a separator:
 // an account with mjl@ may send as mjl+tag@), has the domain's catchall, or

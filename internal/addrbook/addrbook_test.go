@@ -299,3 +299,27 @@ func TestDomainForms(t *testing.T) {
 		t.Errorf("strasse.example matches straße.example")
 	}
 }
+
+func TestTag(t *testing.T) {
+	b := testBook(t)
+	for _, tc := range []struct {
+		localpart, domain, tag string
+		ok                     bool
+	}{
+		{"mjl+abc", "example.org", "abc", true},
+		{"mjl-abc", "Example.ORG", "abc", true},
+		{"mjl+a-b+c", "example.org", "a-b+c", true}, // after the first separator
+		{"mjl-a+b", "example.org", "a+b", true},
+		{"\"mjl+abc\"", "example.org", "abc", true},
+		{"mjl+", "example.org", "", true},
+		{"mjl", "example.org", "", false},
+		{"+abc", "example.org", "", false}, // nothing before the separator
+		{"kurt+abc", "bücher.example", "", false},
+		{"mjl+abc", "example.net", "", false},
+	} {
+		tag, ok := b.Tag(tc.localpart, tc.domain)
+		if tag != tc.tag || ok != tc.ok {
+			t.Errorf("Tag(%q, %q) = %q, %v, want %q, %v", tc.localpart, tc.domain, tag, ok, tc.tag, tc.ok)
+		}
+	}
+}

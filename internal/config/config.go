@@ -234,15 +234,15 @@ type Account struct {
 	UnixUsers                    []string      `toml:"unix_users" omitempty:"true" example:"['root', '1000']" doc:"Unix users, by name or numeric uid, whose local mail (\"moxctl sendmail\", through the control socket) is submitted as this account. A user may be listed in one account only; a name that does not exist on this host is an error."`
 	Destinations                 []Destination `toml:"destination" doc:"A destination: mail to its address is delivered into a mailbox of this account other than the Inbox. Repeat [[account.destination]] for more destinations."`
 	Routes                       []Route       `toml:"route" doc:"A route of messages this account sends, evaluated before those of the sender's domain and the global ones (see [[route]]). Repeat [[account.route]] for more routes."`
-	Webhooks                     []Webhook     `toml:"webhook" doc:"A webhook: an HTTP POST with a JSON body to a URL of yours for each event of the account's outgoing mail (kind \"outgoing\"). At most one per kind. Webhooks have their own queue in moxd-queue, with retries; \"moxctl queue webhooks\" lists them."`
+	Webhooks                     []Webhook     `toml:"webhook" doc:"A webhook: an HTTP POST with a JSON body to a URL of yours for each event of the account's outgoing mail (kind \"outgoing\") or for each message delivered to the account (kind \"incoming\"). At most one per kind. Webhooks have their own queue in moxd-queue, with retries; \"moxctl queue webhooks\" lists them."`
 }
 
 // Webhook is one [[account.webhook]] section.
 type Webhook struct {
-	Kind          string   `toml:"kind" example:"'outgoing'" doc:"Which events: \"outgoing\" for what happens to the messages the account sends (delivered, delayed, failed, suppressed, relayed, canceled). Webhooks for incoming deliveries are not built yet."`
+	Kind          string   `toml:"kind" example:"'outgoing'" doc:"Which events: \"outgoing\" for what happens to the messages the account sends (delivered, delayed, failed, suppressed, relayed, canceled); \"incoming\" for every message delivered to the account (event \"incoming\", with the results of a delivery status notification)."`
 	URL           string   `toml:"url" example:"'https://app.example.com/moxd/events'" doc:"The http or https URL the events are posted to. Hosts on loopback, link-local or private networks are refused unless [queue] webhook_allow_private is set."`
 	Authorization string   `toml:"authorization" omitempty:"true" example:"'Bearer 2f1b...'" doc:"Value of the Authorization header of each request, e.g. \"Basic ...\" or \"Bearer ...\"; empty sends none."`
-	Events        []string `toml:"events" omitempty:"true" example:"['delivered', 'failed']" doc:"Events to post; empty means all: delivered, delayed, failed, suppressed, relayed, canceled."`
+	Events        []string `toml:"events" omitempty:"true" example:"['delivered', 'failed']" doc:"Events of an outgoing webhook to post; empty means all: delivered, delayed, failed, suppressed, relayed, canceled. Not for incoming webhooks."`
 }
 
 // WebhookEvents are the events of an outgoing webhook.

@@ -161,6 +161,17 @@ func (a *Account) QueueWebhooks() []QueueWebhook {
 	return l
 }
 
+// HasIncomingWebhook reports whether the account has an incoming
+// [[account.webhook]].
+func (a *Account) HasIncomingWebhook() bool {
+	for _, h := range a.Webhooks {
+		if h.Kind == "incoming" {
+			return true
+		}
+	}
+	return false
+}
+
 // FindTransport returns the index of the [[transport]] named name, or -1.
 func (s *Static) FindTransport(name string) int {
 	return slices.IndexFunc(s.Transports, func(t Transport) bool { return t.Name == name })

@@ -286,11 +286,14 @@ type StoreAccount struct {
 	// Destinations maps an address to the mailbox it delivers into; an
 	// address only listed here is an address of the account too.
 	Destinations map[string]string `json:"destinations,omitempty"`
+	// IncomingWebhook: the account has an incoming [[account.webhook]];
+	// store tells queue about every delivery to it (queue has the URL).
+	IncomingWebhook bool `json:"incoming_webhook,omitempty"`
 }
 
 // QueueWebhook is one [[account.webhook]].
 type QueueWebhook struct {
-	Kind          string   `json:"kind"` // "outgoing"
+	Kind          string   `json:"kind"` // "outgoing" or "incoming"
 	URL           string   `json:"url"`
 	Authorization string   `json:"authorization,omitempty"`
 	Events        []string `json:"events,omitempty"` // empty: all

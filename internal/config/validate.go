@@ -1006,9 +1006,11 @@ func (v *dynValidator) checkWebhooks(p keyPath, l []Webhook) {
 		switch h.Kind {
 		case "outgoing":
 		case "incoming":
-			v.add(hp.with("kind"), "webhooks for incoming deliveries are not built yet; use \"outgoing\"")
+			if len(h.Events) > 0 {
+				v.add(hp.with("events"), "an incoming webhook posts every delivery; events apply to outgoing webhooks only, remove them")
+			}
 		default:
-			v.add(hp.with("kind"), "%q is not a webhook kind; use \"outgoing\"", h.Kind)
+			v.add(hp.with("kind"), "%q is not a webhook kind; use \"outgoing\" or \"incoming\"", h.Kind)
 		}
 		if seen[h.Kind] {
 			v.add(hp.with("kind"), "a second %s webhook; an account has at most one per kind", h.Kind)
@@ -1027,7 +1029,7 @@ func (v *dynValidator) checkWebhooks(p keyPath, l []Webhook) {
 			v.add(hp.with("authorization"), "contains a line break")
 		}
 		for j, e := range h.Events {
-			if !slices.Contains(WebhookEvents, e) {
+			if h.Kind == "outgoing" && !slices.Contains(WebhookEvents, e) {
 				v.add(hp.with("events", index(j)), "%q is not an event; use some of %s", e, strings.Join(WebhookEvents, ", "))
 			}
 		}

@@ -95,4 +95,5 @@ func FuzzDKIM(f *testing.F)       { familyFuzz(f, FamDKIM) }
 func FuzzSubmit(f *testing.F)     { familyFuzz(f, FamSubmit, FamAny) }
 func FuzzReports(f *testing.F)    { familyFuzz(f, FamReports) }
 func FuzzRetry(f *testing.F)      { familyFuzz(f, FamRetry) }
+func FuzzIncoming(f *testing.F)   { familyFuzz(f, FamIncoming) }
 func FuzzQueueAdmin(f *testing.F) { familyFuzz(f, FamQueueAdmin, FamAny) }

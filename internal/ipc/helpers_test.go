@@ -350,6 +350,15 @@ func sampleMessages() []Message {
 			P: "none", Result: "pass", DKIMAligned: true},
 		&LocalRetry{MailFrom: "", Recipients: []string{"mjl@example.org", "other@example.org"},
 			Prefix: []byte("Received: x\r\n"), Received: 1700000000123456789},
+		// incoming
+		&IncomingDelivery{Account: "mjl", Mailbox: "INBOX", MailFrom: "sender@example.net", Rcpt: "mjl@example.org",
+			MessageID: "<1@example.net>", Subject: "héllo", From: "sender@example.net", Size: 1234, Received: 1700000000123456789},
+		&IncomingDelivery{Account: "mjl", Mailbox: "Bounces", Rcpt: "mjl+abcdefghijklmnop@example.org", Size: 4096,
+			DSN: &IncomingDSN{FromID: "abcdefghijklmnop", Results: []DSNResult{
+				{FinalRecipient: "gone@example.net", Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 no such user"},
+				{FinalRecipient: "slow@example.net", Action: "delayed", Status: "4.4.1"},
+			}}},
+		&IncomingDelivery{Account: "mjl", Mailbox: "INBOX", DSN: &IncomingDSN{}},
 	}
 }
 

@@ -83,6 +83,12 @@ var matrix = [...]Rule{
 	// of the body. Queue delivers them only locally, through store, never
 	// outbound: this grants smtp nothing it could not already do.
 	{RoleSMTP, RoleQueue, FamRetry, yes, no},
+	// Store tells queue about committed incoming deliveries it must act
+	// on (incoming webhooks, DSNs matching a unique MAIL FROM), as events
+	// only, after the commit: store never waits for queue, and it is the
+	// only role that parses message content, so it is the one that
+	// recognizes a DSN. This adds no channel: queue and store share one.
+	{RoleStore, RoleQueue, FamIncoming, no, no},
 
 	{RoleWeb, RoleQueue, FamQueueAdmin, no, no},
 	// Master relays moxctl's queue administration (the backup, with the
@@ -146,8 +152,8 @@ func Edges() [][2]Role {
 // Allowed returns nil if the matrix lets from send message type t with nfd
 // fds to to. A request or event of family F needs a rule from -> to for F; a
 // reply of F needs the rule to -> from (from answers to's request). The
-// generic replies (FamAny) are allowed wherever to may send requests to from,
-// without fds.
+// generic replies (FamAny) are allowed wherever to may send requests (not
+// only events) to from, without fds.
 func Allowed(from, to Role, t MsgType, nfd int) error {
 	info, ok := lookupType(t)
 	if !ok {
@@ -168,7 +174,7 @@ func Allowed(from, to Role, t MsgType, nfd int) error {
 	}
 	if info.fam == FamAny {
 		for _, r := range matrix {
-			if r.From == to && r.To == from {
+			if r.From == to && r.To == from && requestFamilies[r.Family] {
 				if nfd > 0 {
 					return fmt.Errorf("ipc: %s carries no fds", info.name)
 				}
@@ -186,6 +192,18 @@ func Allowed(from, to Role, t MsgType, nfd int) error {
 	}
 	return nil
 }
+
+// requestFamilies are the families with request types: only their rules
+// let generic replies travel back (an event is never answered).
+var requestFamilies = func() map[Family]bool {
+	m := map[Family]bool{}
+	for _, info := range messageTable {
+		if info.kind == kindRequest {
+			m[info.fam] = true
+		}
+	}
+	return m
+}()
 
 // familyTypes returns the names of the family's request/event types and of
 // its reply types.

@@ -65,6 +65,10 @@ func TestMatrixRules(t *testing.T) {
 		{RoleIMAP, RoleStore, FamSession, true, true, true},
 		{RoleSMTP, RoleStore, FamSession, true, false, false},
 		{RoleStore, RoleQueue, FamDeliver, false, false, false},
+		// Store tells queue about incoming deliveries, events only.
+		{RoleStore, RoleQueue, FamIncoming, true, false, false},
+		{RoleQueue, RoleStore, FamIncoming, false, false, false},
+		{RoleSMTP, RoleQueue, FamIncoming, false, false, false},
 		{RoleKeys, RoleStore, FamSession, false, false, false},
 	}
 	for _, w := range WorkerRoles() {
@@ -161,6 +165,11 @@ func TestAllowed(t *testing.T) {
 		{RoleKeys, RoleSMTP, TypeErrorReply, 0, true},
 		{RoleStore, RoleQueue, TypeErrorReply, 0, true},
 		{RoleQueue, RoleStore, TypeErrorReply, 0, false}, // store sends queue no requests
+		{RoleStore, RoleQueue, TypeIncomingDelivery, 0, true},
+		{RoleStore, RoleQueue, TypeIncomingDelivery, 1, false},
+		{RoleSMTP, RoleQueue, TypeIncomingDelivery, 0, false},
+		{RoleQueue, RoleStore, TypeIncomingDelivery, 0, false},
+		{RoleIMAP, RoleStore, TypeErrorReply, 0, false}, // events to imap are never answered
 		{RoleKeys, RoleMaster, TypeAck, 0, true},
 		{RoleKeys, RoleSMTP, TypeErrorReply, 1, false},
 		{RoleSMTP, RoleKeys, 0x04ff, 0, false},
@@ -183,6 +192,23 @@ func TestAllowed(t *testing.T) {
 		for nfd := 0; nfd <= MaxFDs; nfd++ {
 			if err := Allowed(RoleSMTP, RoleQueue, typ, nfd); err == nil {
 				t.Errorf("smtp may send %s to queue with %d fds", MessageName(typ), nfd)
+			}
+		}
+	}
+}
+
+// TestStoreToQueue: store sends queue nothing but incoming delivery
+// events, never with fds; the channel queue calls store on carries no
+// other request or event from store.
+func TestStoreToQueue(t *testing.T) {
+	for _, typ := range MessageTypes() {
+		if !IsRequest(typ) && !IsEvent(typ) {
+			continue
+		}
+		for nfd := 0; nfd <= MaxFDs; nfd++ {
+			err := Allowed(RoleStore, RoleQueue, typ, nfd)
+			if want := typ == TypeIncomingDelivery && nfd == 0; (err == nil) != want {
+				t.Errorf("Allowed(store, queue, %s, %d) = %v, want ok %v", MessageName(typ), nfd, err, want)
 			}
 		}
 	}

@@ -202,6 +202,8 @@ const (
 	TypeLocalDelivered    MsgType = 0x0b8b
 
 	TypeLocalRetry MsgType = 0x0d01
+
+	TypeIncomingDelivery MsgType = 0x0e01
 )
 
 // messageTable is the one place that says what every message type is.
@@ -321,6 +323,8 @@ var messageTable = map[MsgType]msgInfo{
 	TypeQueueDNSCheck:        {"queueadmin.DNSCheck", FamQueueAdmin, kindRequest, func() Message { return new(QueueDNSCheck) }, TypeQueueText},
 
 	TypeLocalRetry: {"localretry.LocalRetry", FamRetry, kindRequest, func() Message { return new(LocalRetry) }, TypeAck},
+
+	TypeIncomingDelivery: {"incoming.IncomingDelivery", FamIncoming, kindEvent, func() Message { return new(IncomingDelivery) }, 0},
 
 	TypeMailboxChanged: {"events.MailboxChanged", FamEvents, kindEvent, func() Message { return new(MailboxChanged) }, 0},
 	TypeResync:         {"events.Resync", FamEvents, kindEvent, func() Message { return new(Resync) }, 0},

@@ -108,6 +108,7 @@ const (
 	FamStoreAdmin Family = 11 // master -> store: passwords, account removal, import, export, backup, local delivery
 	FamEvents     Family = 12 // store -> imap, web: coalesced mailbox change events
 	FamRetry      Family = 13 // smtp -> queue: local retries of recipients store could not take yet
+	FamIncoming   Family = 14 // store -> queue: committed incoming deliveries (incoming webhooks, DSN matching)
 )
 
 var familyNames = [...]string{
@@ -125,6 +126,7 @@ var familyNames = [...]string{
 	FamStoreAdmin: "storeadmin",
 	FamEvents:     "events",
 	FamRetry:      "localretry",
+	FamIncoming:   "incoming",
 }
 
 // String returns the family's short name, used in message names and docs.

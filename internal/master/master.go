@@ -468,7 +468,8 @@ func storeSlice(cfg *config.Config) *config.StoreSlice {
 		Postmaster:     cfg.Dynamic.Postmaster(cfg.Static.Hostname),
 	}
 	for _, a := range cfg.Dynamic.Accounts {
-		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes(), Destinations: a.DestinationMap()})
+		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes(), Destinations: a.DestinationMap(),
+			IncomingWebhook: a.HasIncomingWebhook()})
 	}
 	if cfg.Static.Localserve {
 		// README "localserve": every address is accepted.

@@ -315,3 +315,30 @@ func TestResolverSlice(t *testing.T) {
 		})
 	}
 }
+
+// TestSliceIncomingWebhook: an account with an incoming webhook is marked
+// in store's slice (store only needs to know, queue gets the URL); an
+// outgoing one is not.
+func TestSliceIncomingWebhook(t *testing.T) {
+	domains := sliceDomains + `
+[[account.webhook]]
+kind = "incoming"
+url = "https://hooks.example.com/in"
+
+[[account.webhook]]
+kind = "outgoing"
+url = "https://hooks.example.com/out"
+`
+	cfg := loadSliceConfig(t, sliceConf, domains)
+	l := slicesOf(t, cfg, config.DNSSlice{})
+	for _, a := range l[ipc.RoleStore].Store.Accounts {
+		if a.IncomingWebhook != (a.Name == "jo") {
+			t.Errorf("store account %s: incoming webhook %v", a.Name, a.IncomingWebhook)
+		}
+	}
+	for _, a := range l[ipc.RoleQueue].Queue.Accounts {
+		if a.Name == "jo" && (len(a.Webhooks) != 2 || a.Webhooks[0].Kind != "incoming" || a.Webhooks[0].URL != "https://hooks.example.com/in") {
+			t.Errorf("queue account jo: webhooks %+v", a.Webhooks)
+		}
+	}
+}

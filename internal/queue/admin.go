@@ -1238,8 +1238,18 @@ func retiredIPC(r *Retired) ipc.QueueRetiredEntry {
 		LastHost:   ipc.ClipText(r.LastHost, ipc.MaxNameLen),
 		LastStatus: ipc.ClipText(r.LastStatus, ipc.MaxQueueStatus),
 		Transport:  ipc.ClipText(r.Transport, ipc.MaxNameLen),
-		History:    ipc.ClipText(printable(historyText(r.History), true), ipc.MaxRetiredHistory),
+		History:    retiredHistory(r),
 	}
+}
+
+// retiredHistory is the attempts of r, one per line, and last what a DSN
+// from the recipient's side said (incoming.go), which clipping keeps.
+func retiredHistory(r *Retired) string {
+	dsn := ""
+	if r.RemoteDSN != "" {
+		dsn = printable("remote DSN: "+r.RemoteDSN, false) + "\n"
+	}
+	return ipc.ClipText(printable(historyText(r.History), true), ipc.MaxRetiredHistory-len(dsn)) + dsn
 }
 
 // retired runs a QueueRetired.

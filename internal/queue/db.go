@@ -44,6 +44,9 @@ package queue
 //	                                             offered (STARTTLS, REQUIRETLS)
 //	hooks   hook id (8)                          Hook: webhook event to post
 //	hookretired retired time (8) · hook id (8)   Hook: posted or given up
+//	fromids from id · 0 · retired key (20)       empty: the retired records of
+//	                                             messages sent with a unique
+//	                                             MAIL FROM id, for DSNs
 //
 // All recipients of a message share its file and its next attempt: a
 // delivery attempt takes every queued recipient of the message at once.
@@ -87,10 +90,12 @@ const (
 	bucketHoldRules = "holdrules"
 	bucketMTASTS    = "mtasts"
 	bucketTLSSeen   = "tlsseen"
+	bucketFromIDs   = "fromids"
 )
 
 var allBuckets = [...]string{bucketMeta, bucketMsgs, bucketRcpts, bucketDue, bucketSent, bucketKnown, bucketUnlink,
-	bucketRetired, bucketSuppress, bucketHoldRules, bucketMTASTS, bucketTLSSeen, bucketHooks, bucketHookRetired}
+	bucketRetired, bucketSuppress, bucketHoldRules, bucketMTASTS, bucketTLSSeen, bucketHooks, bucketHookRetired,
+	bucketFromIDs}
 
 // v1Buckets is how many of allBuckets schema version 1 had.
 const v1Buckets = 7

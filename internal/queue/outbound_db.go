@@ -34,6 +34,17 @@ type Retired struct {
 	Transport  string
 	Extra      map[string]string
 	History    []Attempt
+
+	// Fields added after History; a record without them ends before.
+
+	// FromID is the unique id of the message's MAIL FROM
+	// (account.unique_mail_from), "" when not used; the fromids bucket
+	// indexes it.
+	FromID string
+	// RemoteDSN is what a DSN from the recipient's side said after the
+	// delivery ("failed 5.1.1: 550 no such user"), "" when none came
+	// (incoming.go).
+	RemoteDSN string
 }
 
 func retiredKey(t time.Time, msg uint64, seq uint32) []byte {
@@ -63,6 +74,8 @@ func (r *Retired) marshal() []byte {
 		w.string(r.Extra[k])
 	}
 	w.history(r.History)
+	w.string(r.FromID)
+	w.string(r.RemoteDSN)
 	return w.b
 }
 
@@ -101,6 +114,10 @@ func unmarshalRetired(k, b []byte) (*Retired, error) {
 		r.Extra[key] = d.string()
 	}
 	r.History = d.history()
+	if d.err == nil && len(d.b) > 0 {
+		r.FromID = d.string()
+		r.RemoteDSN = d.string()
+	}
 	if err := d.done(); err != nil {
 		return nil, fmt.Errorf("retired %d.%d: %w", r.Msg, r.Seq, err)
 	}
@@ -113,9 +130,16 @@ func (w *wtx) retire(m *Message, rc *Recipient, now time.Time, delivered bool, t
 		Msg: m.ID, Seq: rc.Seq, Account: m.Account, MailFrom: m.MailFrom, Address: rc.Address,
 		MessageID: m.MessageID, Subject: m.Subject, Size: m.Size, Queued: m.Queued, Retired: now,
 		Delivered: delivered, Attempts: rc.Attempts, LastError: rc.LastError, LastHost: rc.LastHost,
-		LastStatus: rc.LastStatus, Transport: transport, Extra: m.Extra, History: rc.History,
+		LastStatus: rc.LastStatus, Transport: transport, Extra: m.Extra, History: rc.History, FromID: m.FromID,
 	}
-	return w.tx.Bucket([]byte(bucketRetired)).Put(retiredKey(now, m.ID, rc.Seq), r.marshal())
+	k := retiredKey(now, m.ID, rc.Seq)
+	if m.FromID != "" {
+		// A DSN sent to the unique MAIL FROM finds the record (incoming.go).
+		if err := w.tx.Bucket([]byte(bucketFromIDs)).Put(fromIDKey(m.FromID, k), nil); err != nil {
+			return err
+		}
+	}
+	return w.tx.Bucket([]byte(bucketRetired)).Put(k, r.marshal())
 }
 
 // dueOf returns the due time of a message: the earliest next attempt of
@@ -268,7 +292,13 @@ func (q *Queue) expireRetired(now time.Time, keep time.Duration, max int) (int, 
 		n = 0
 		limit := binary.BigEndian.AppendUint64(nil, uint64(now.Add(-keep).UnixNano()))
 		c := w.tx.Bucket([]byte(bucketRetired)).Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k, limit) < 0 && n < max; k, _ = c.Next() {
+		fb := w.tx.Bucket([]byte(bucketFromIDs))
+		for k, v := c.First(); k != nil && bytes.Compare(k, limit) < 0 && n < max; k, v = c.Next() {
+			if r, err := unmarshalRetired(k, v); err == nil && r.FromID != "" {
+				if err := fb.Delete(fromIDKey(r.FromID, k)); err != nil {
+					return err
+				}
+			}
 			if err := c.Delete(); err != nil {
 				return err
 			}

@@ -12,8 +12,10 @@
 // delivery, DSNs, routes and DKIM signing come with the next issue, and
 // nothing here sends them.
 //
-// The process talks to store (token checks, local deliveries), and is
-// asked by submission, web and smtp. It never parses a message beyond its
+// The process talks to store (token checks, local deliveries), gets
+// store's events about incoming deliveries (incoming webhooks, DSNs to a
+// unique MAIL FROM; incoming.go), and is asked by submission, web and
+// smtp. It never parses a message beyond its
 // header, bounded (header.go).
 //
 // Implementation notes: every database write goes through the group
@@ -70,7 +72,9 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	w.OnPeerClosed(sv.channelClosed)
 	w.OnStatus(sv.counters)
 	h := ipc.HandlerFunc(sv.serve)
-	for _, r := range []ipc.Role{ipc.RoleSubmission, ipc.RoleWeb, ipc.RoleSMTP} {
+	// Store's channel carries queue's calls to store and store's incoming
+	// delivery events (incoming.go).
+	for _, r := range []ipc.Role{ipc.RoleSubmission, ipc.RoleWeb, ipc.RoleSMTP, ipc.RoleStore} {
 		w.Handle(r, h)
 	}
 	// Master's channel has a handler of its own: queue administration

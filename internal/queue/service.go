@@ -1,8 +1,9 @@
 package queue
 
 // The IPC service: submissions from submission and web, DMARC evaluations
-// and local retries from smtp. The allow-matrix has already checked that a
-// peer may send the family of each request.
+// and local retries from smtp, incoming deliveries from store. The
+// allow-matrix has already checked that a peer may send the family of
+// each request.
 
 import (
 	"context"
@@ -35,6 +36,8 @@ type service struct {
 	retrier *retrier
 	out     *deliverer
 	hooks   *hookRunner
+
+	incomingStats incomingStats
 
 	// hostname is this host's name, ASCII (EHLO, DSNs, Message-IDs).
 	hostname string
@@ -253,6 +256,11 @@ func (sv *service) serve(ctx context.Context, req *ipc.Request) (ipc.Message, []
 		m := req.Msg.(*ipc.LocalRetry)
 		defer closeFiles(req.Files)
 		return sv.localRetry(ctx, m, req.Files[0])
+	case ipc.FamIncoming:
+		if m, ok := req.Msg.(*ipc.IncomingDelivery); ok {
+			sv.incoming(m)
+		}
+		return nil, nil, nil
 	}
 	closeFiles(req.Files)
 	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "queue does not serve %s", req.Msg.Type())
@@ -308,6 +316,10 @@ func (sv *service) counters() []ipc.Counter {
 		{Name: "connections_reused", Value: uint64(sv.out.pool.reusedCount())},
 		{Name: "webhooks_posted", Value: sv.hooks.posted.Load()},
 		{Name: "webhooks_failed", Value: sv.hooks.failed.Load()},
+		{Name: "incoming_events", Value: sv.incomingStats.events.Load()},
+		{Name: "incoming_webhook_events", Value: sv.incomingStats.hooks.Load()},
+		{Name: "dsns_matched", Value: sv.incomingStats.matched.Load()},
+		{Name: "dsns_unmatched", Value: sv.incomingStats.unmatched.Load()},
 		{Name: "dmarc_evaluations_stored", Value: sv.reports.stored.Load()},
 		{Name: "dmarc_evaluations_dropped", Value: sv.reports.dropped.Load()},
 	}

@@ -284,6 +284,9 @@ func (sv *service) deliver(ctx context.Context, m *ipc.Deliver, body *account.Bo
 		}
 	}
 	fitResult(res)
+	// After the commits, never before: queue acts only on mail that is
+	// delivered (incoming.go).
+	sv.noteDelivered(m, body, received, targets, outcomes)
 	return res
 }
 

@@ -2,8 +2,10 @@
 // databases, message files and credentials (DESIGN.md §5, §6).
 //
 // It serves deliveries from smtp and queue (bodies through pipes, one
-// group commit per account), authentication and account sessions for
-// smtp, submission, imap and web, and administration relayed by master
+// group commit per account; after the commit, events for queue about
+// deliveries to accounts with an incoming webhook and about DSNs,
+// incoming.go), authentication and account sessions for smtp,
+// submission, imap and web, and administration relayed by master
 // (passwords, account removal, import, export, backup, local delivery).
 // The storage itself is package account; the layout and commit protocol
 // are described in docs/storage.md. Other roles talk to this process
@@ -47,6 +49,7 @@ type service struct {
 	hasher   *auth.Hasher
 	login    *login.Service
 	events   *events
+	incoming *incoming
 	side     *sideRecords
 	disk     *diskSpace
 
@@ -91,6 +94,13 @@ func Run(ctx context.Context, w *worker.Worker) error {
 		}
 		return c.Notify(m)
 	}
+	sv.incoming.send = func(m ipc.Message) error {
+		c, err := w.Peer(ipc.RoleQueue)
+		if err != nil {
+			return err
+		}
+		return c.Notify(m)
+	}
 	if err := sv.store.configure(*slice.Store); err != nil {
 		w.Log.Error("accounts", "err", err)
 	}
@@ -111,6 +121,7 @@ func Run(ctx context.Context, w *worker.Worker) error {
 		w.Handle(r, h)
 	}
 	go sv.events.run(ctx)
+	go sv.incoming.run(ctx)
 	go sv.login.Run(ctx)
 	go sv.housekeeping(ctx)
 	w.Ready()
@@ -140,6 +151,7 @@ func newService(dir string, log *slog.Logger, now func() time.Time) (*service, e
 		imports:  map[uint64]*importJob{},
 	}
 	sv.events = newEvents(log, func(ipc.Role, ipc.Message) error { return nil }, sv.sessions.watched)
+	sv.incoming = newIncoming(log)
 	st.onChange = sv.events.add
 	sv.login = login.New(login.Config{
 		Lookup:         sv.lookupCredentials,
@@ -241,5 +253,7 @@ func (sv *service) counters() []ipc.Counter {
 		{Name: "sessions", Value: uint64(sv.sessions.count())},
 		{Name: "bodies_pending", Value: uint64(sv.bodies.count())},
 		{Name: "delivered", Value: sv.delivered.Load()},
+		{Name: "incoming_events_sent", Value: sv.incoming.sent.Load()},
+		{Name: "incoming_events_dropped", Value: sv.incoming.dropped.Load()},
 	}
 }

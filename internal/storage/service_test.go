@@ -83,6 +83,7 @@ func newTestStoreSlice(t *testing.T, slice config.StoreSlice) *testStore {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go sv.events.run(ctx)
+	go sv.incoming.run(ctx)
 	t.Cleanup(func() {
 		cancel()
 		sv.close()

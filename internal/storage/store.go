@@ -49,6 +49,7 @@ type Store struct {
 	fallback   string            // account for every address that resolves to nothing
 	postmaster string            // account of the bare "postmaster" recipient
 	quotas     map[string]int64
+	hooks      map[string]bool // accounts with an incoming webhook; replaced, never changed
 	open       map[string]*account.Account
 	removing   map[string]bool // accounts between RemovePrepare and RemoveFinish/Cancel
 	closed     bool
@@ -113,11 +114,15 @@ func normAddress(addr string) string {
 func (s *Store) configure(slice config.StoreSlice) error {
 	addrs := map[string]string{}
 	quotas := map[string]int64{}
+	hooks := map[string]bool{}
 	configured := map[string]bool{}
 	var bookAccounts []addrbook.Account
 	for _, a := range slice.Accounts {
 		configured[a.Name] = true
 		quotas[a.Name] = a.Quota
+		if a.IncomingWebhook {
+			hooks[a.Name] = true
+		}
 		for _, addr := range a.Addresses {
 			if !strings.HasPrefix(addr, "@") { // A catchall is no login name.
 				addrs[normAddress(addr)] = a.Name
@@ -149,6 +154,7 @@ func (s *Store) configure(slice config.StoreSlice) error {
 	s.fallback = fallback
 	s.postmaster = postmaster
 	s.quotas = quotas
+	s.hooks = hooks
 	for name, a := range s.open {
 		a.SetQuota(quotas[name])
 		a.SetMaxMessage(maxMessage(slice))
@@ -327,6 +333,15 @@ func (s *Store) Recipient(addr string) ([]addrbook.Target, bool) {
 		return []addrbook.Target{{Account: fallback, Address: addr}}, true
 	}
 	return nil, false
+}
+
+// incoming returns the address book and the accounts with an incoming
+// webhook, for the incoming events of a delivery (incoming.go); neither
+// changes after it is returned.
+func (s *Store) incoming() (*addrbook.Book, map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.book, s.hooks
 }
 
 // maxMessage is the body size limit of a slice: the SMTP limit plus room
