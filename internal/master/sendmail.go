@@ -26,6 +26,10 @@ import (
 // sendmailTimeout bounds one submission through queue.
 const sendmailTimeout = 2 * time.Minute
 
+// maxSendmailConns bounds the sendmail socket's connections at a time:
+// every local user can connect.
+const maxSendmailConns = 32
+
 // listenSendmail creates the sendmail socket.
 func (m *Master) listenSendmail() (*net.UnixListener, error) {
 	path := ctl.SendmailSocketPath(m.config().Static.RunDir)
@@ -37,7 +41,18 @@ func (m *Master) listenSendmail() (*net.UnixListener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("sendmail socket: %w", err)
 	}
-	go m.acceptLoop(ln, "sendmail socket", m.sendmailConn)
+	slots := make(chan struct{}, maxSendmailConns)
+	go m.acceptLoop(ln, "sendmail socket", func(c *net.UnixConn) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			m.log.Warn("sendmail socket: too many connections; closing one", "limit", maxSendmailConns)
+			c.Close()
+			return
+		}
+		defer func() { <-slots }()
+		m.sendmailConn(c)
+	})
 	return ln, nil
 }
 
@@ -52,7 +67,7 @@ func (m *Master) sendmailConn(uc *net.UnixConn) {
 	}
 	s.uid = uid
 	for range 4 {
-		c.SetDeadline(time.Now().Add(controlTimeout))
+		c.SetDeadline(time.Now().Add(sendmailTimeout))
 		req, files, err := c.ReadRequest()
 		if errors.Is(err, io.EOF) {
 			return

@@ -103,7 +103,11 @@ type deliverer struct {
 
 	mu       sync.Mutex
 	inflight map[uint64]bool
-	dests    map[string]*destination
+	// stuck holds messages whose outcome could not be recorded, until
+	// the time they may be tried again: without it, a database that
+	// refuses writes would have the same message sent over and over.
+	stuck map[uint64]time.Time
+	dests map[string]*destination
 	// slotFreed is signalled when an attempt ends, so the scan loop can
 	// start the next one when it was at the concurrency limit.
 	slotFreed chan struct{}
@@ -122,6 +126,7 @@ func newDeliverer(sv *service, resolver dns.Resolver) *deliverer {
 		now:       sv.now,
 		resolver:  resolver,
 		inflight:  map[uint64]bool{},
+		stuck:     map[uint64]time.Time{},
 		dests:     map[string]*destination{},
 		slotFreed: make(chan struct{}, 1),
 	}
@@ -153,6 +158,12 @@ func (d *deliverer) run(ctx context.Context) {
 				return
 			}
 			d.mu.Lock()
+			if until, ok := d.stuck[id]; ok && d.now().Before(until) {
+				d.mu.Unlock()
+				continue
+			} else if ok {
+				delete(d.stuck, id)
+			}
 			if d.inflight[id] {
 				d.mu.Unlock()
 				continue
@@ -267,7 +278,10 @@ func (d *deliverer) attempt(ctx context.Context, id uint64) {
 		outs = append(outs, j.outs...)
 	}
 	if err := d.finishAttempt(m, outs, now); err != nil {
-		d.log.Error("record delivery attempt", "msg", id, "err", err)
+		d.log.Error("record delivery attempt; the message is left alone for a minute", "msg", id, "err", err)
+		d.mu.Lock()
+		d.stuck[id] = d.now().Add(time.Minute)
+		d.mu.Unlock()
 	}
 }
 
