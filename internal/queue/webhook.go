@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,7 @@ const (
 	hookFirstRetry  = time.Minute
 	hookTimeout     = 30 * time.Second
 	hookBatch       = 50
+	hookParallel    = 8
 	// hookMaxResponse bounds the response body read (and kept).
 	hookMaxResponse = 1024
 )
@@ -272,11 +274,24 @@ func (hr *hookRunner) run(ctx context.Context) {
 			hr.sv.log.Error("read due webhook events", "err", err)
 			next = hr.sv.now().Add(time.Minute)
 		}
+		// Posted hookParallel at a time, so one slow target does not
+		// hold up every other account's events for long.
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, hookParallel)
 		for _, h := range hooks {
 			if ctx.Err() != nil {
-				return
+				break
 			}
-			hr.post(ctx, h)
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				hr.post(ctx, h)
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
 		}
 		if len(hooks) == hookBatch {
 			continue

@@ -110,7 +110,7 @@ func TestWebhookRetry(t *testing.T) {
 		if strings.HasPrefix(addr, "gone") {
 			return ipc.RcptUnknown
 		}
-		return 0
+		return ipc.RcptOK
 	}
 	ctx := testContext(t)
 	s := tq.submitter(ipc.RoleSubmission)
