@@ -163,6 +163,10 @@ func TestIncomingEvents(t *testing.T) {
 	if ev.Account != "hooked" || ev.DSN == nil || ev.DSN.FromID != "" || len(ev.DSN.Results) != 2 {
 		t.Errorf("webhook event of a DSN %+v %+v", ev, ev.DSN)
 	}
+	// The counter follows the send the fake queue has seen.
+	for deadline := time.Now().Add(testDeadline); ts.sv.incoming.sent.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if n := ts.sv.incoming.sent.Load(); n != 3 {
 		t.Errorf("%d events sent, want 3", n)
 	}
