@@ -209,6 +209,22 @@ func (d *deliverer) lookupHosts(ctx context.Context, domain string) ([]mxHost, b
 	return hosts, res.Authentic, nil
 }
 
+// onPooled delivers on an idle session of key, if there is one; nil
+// means there was none or it failed before any answer.
+func (d *deliverer) onPooled(ctx context.Context, key string, m *Message, rcpts []*Recipient, tr *config.QueueTransport) []outcome {
+	pc := d.pool.get(key, m.RequireTLS == RequireTLSYes)
+	if pc == nil {
+		return nil
+	}
+	outs, reusable := d.transact(ctx, pc.c, m, rcpts, pc.host, tr, pc.policy)
+	if reusable {
+		d.pool.put(key, pc)
+	} else {
+		pc.c.Close()
+	}
+	return outs
+}
+
 // deliverDirect delivers to the MX hosts of domain, in order, until one
 // gives definite answers.
 func (d *deliverer) deliverDirect(ctx context.Context, m *Message, rcpts []*Recipient, domain string, tr *config.QueueTransport, key string) []outcome {
@@ -218,16 +234,8 @@ func (d *deliverer) deliverDirect(ctx context.Context, m *Message, rcpts []*Reci
 		// are pooled apart: other messages must not use them.
 		key += "|tls-required-no"
 	}
-	if pc := d.pool.get(key, m.RequireTLS == RequireTLSYes); pc != nil {
-		outs, reusable := d.transact(ctx, pc.c, m, rcpts, pc.host, tr, pc.policy)
-		if reusable {
-			d.pool.put(key, pc)
-		} else {
-			pc.c.Close()
-		}
-		if outs != nil {
-			return outs
-		}
+	if outs := d.onPooled(ctx, key, m, rcpts, tr); outs != nil {
+		return outs
 	}
 	hosts, mxAuthentic, err := d.lookupHosts(ctx, domain)
 	if err != nil {
@@ -527,16 +535,8 @@ func (d *deliverer) tlsConfig(host string, pol hostPolicy, st *settings) *tls.Co
 // deliverSmarthost delivers through the transport's configured host.
 func (d *deliverer) deliverSmarthost(ctx context.Context, m *Message, rcpts []*Recipient, tr *config.QueueTransport, key string) []outcome {
 	st := d.sv.settings.Load()
-	if pc := d.pool.get(key, m.RequireTLS == RequireTLSYes); pc != nil {
-		outs, reusable := d.transact(ctx, pc.c, m, rcpts, pc.host, tr, pc.policy)
-		if reusable {
-			d.pool.put(key, pc)
-		} else {
-			pc.c.Close()
-		}
-		if outs != nil {
-			return outs
-		}
+	if outs := d.onPooled(ctx, key, m, rcpts, tr); outs != nil {
+		return outs
 	}
 	host := tr.Host
 	port := tr.Port
