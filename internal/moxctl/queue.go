@@ -225,6 +225,34 @@ func (c *cli) queueCalls(next func() (ctl.Request, any, bool)) int {
 	}
 }
 
+// fetchPages pulls a list queue answers in pages: request makes the
+// request for the entries from start on (want: how many are still wanted,
+// -1 for all), page returns an answer's entries, total and whether more
+// follow. It stops after limit entries (-1: all). It returns the entries,
+// the total the last answer gave, and the exit code.
+func fetchPages[P any, E any](c *cli, limit int, request func(start, want int) ctl.Request, page func(*P) ([]E, uint32, bool)) ([]E, uint32, int) {
+	var all []E
+	var total uint32
+	var p *P
+	code := c.queueCalls(func() (ctl.Request, any, bool) {
+		if p != nil {
+			l, t, more := page(p)
+			all = append(all, l...)
+			total = t
+			if !more || len(l) == 0 || limit >= 0 && len(all) >= limit {
+				return ctl.Request{}, nil, false
+			}
+		}
+		p = new(P)
+		want := -1
+		if limit >= 0 {
+			want = limit - len(all)
+		}
+		return request(len(all), want), p, true
+	})
+	return all, total, code
+}
+
 // queueEntryJSON is a row of "queue list -j".
 type queueEntryJSON struct {
 	Msg         uint64     `json:"msg"`
@@ -554,20 +582,9 @@ func (c *cli) queueHoldRules(args []string) int {
 		if len(a) != 0 {
 			return c.queueUsageErr("holdrules list takes no arguments")
 		}
-		var rules []ipc.QueueHoldRule
-		var page ipc.QueueHoldRuleList
-		started := false
-		code := c.queueCalls(func() (ctl.Request, any, bool) {
-			if started {
-				rules = append(rules, page.Rules...)
-				if !page.More || len(page.Rules) == 0 {
-					return ctl.Request{}, nil, false
-				}
-			}
-			started = true
-			page = ipc.QueueHoldRuleList{}
-			return ctl.Request{Cmd: "queue holdrules list", Args: []string{"-start", strconv.Itoa(len(rules))}}, &page, true
-		})
+		rules, _, code := fetchPages(c, -1, func(start, _ int) ctl.Request {
+			return ctl.Request{Cmd: "queue holdrules list", Args: []string{"-start", strconv.Itoa(start)}}
+		}, func(p *ipc.QueueHoldRuleList) ([]ipc.QueueHoldRule, uint32, bool) { return p.Rules, 0, p.More })
 		if code != ExitOK {
 			return code
 		}
@@ -720,30 +737,18 @@ func (c *cli) queueRetired(args []string) int {
 	default:
 		return c.queueUsageErr("retired: unknown subcommand %q", sub)
 	}
-	var got []ipc.QueueRetiredEntry
-	var total uint32
-	var page ipc.QueueRetiredList
-	started := false
-	code := c.queueCalls(func() (ctl.Request, any, bool) {
-		if started {
-			got = append(got, page.Entries...)
-			total = page.Total
-			if !page.More || len(page.Entries) == 0 || limit >= 0 && len(got) >= limit {
-				return ctl.Request{}, nil, false
-			}
-		}
-		started = true
-		ra := append([]string{}, reqArgs...)
-		ra = append(ra, "-start", strconv.Itoa(len(got)))
+	got, total, code := fetchPages(c, limit, func(start, want int) ctl.Request {
+		ra := append(append([]string{}, reqArgs...), "-start", strconv.Itoa(start))
 		if sub == "list" {
-			want := ipc.MaxQueueRetired
-			if limit >= 0 {
-				want = min(limit-len(got), want)
+			n := ipc.MaxQueueRetired
+			if want >= 0 {
+				n = min(want, n)
 			}
-			ra = append(ra, "-n", strconv.Itoa(want))
+			ra = append(ra, "-n", strconv.Itoa(n))
 		}
-		page = ipc.QueueRetiredList{}
-		return ctl.Request{Cmd: "queue retired " + sub, Args: ra}, &page, true
+		return ctl.Request{Cmd: "queue retired " + sub, Args: ra}
+	}, func(p *ipc.QueueRetiredList) ([]ipc.QueueRetiredEntry, uint32, bool) {
+		return p.Entries, p.Total, p.More
 	})
 	if code != ExitOK {
 		return code
@@ -824,20 +829,9 @@ func (c *cli) queueSuppress(args []string) int {
 		if len(a) > 1 {
 			return c.queueUsageErr("suppress list takes at most an account")
 		}
-		var l []ipc.QueueSuppression
-		var page ipc.QueueSuppressionList
-		started := false
-		code := c.queueCalls(func() (ctl.Request, any, bool) {
-			if started {
-				l = append(l, page.Entries...)
-				if !page.More || len(page.Entries) == 0 {
-					return ctl.Request{}, nil, false
-				}
-			}
-			started = true
-			page = ipc.QueueSuppressionList{}
-			return ctl.Request{Cmd: "queue suppress list", Args: append(append([]string{}, a...), "-start", strconv.Itoa(len(l)))}, &page, true
-		})
+		l, _, code := fetchPages(c, -1, func(start, _ int) ctl.Request {
+			return ctl.Request{Cmd: "queue suppress list", Args: append(append([]string{}, a...), "-start", strconv.Itoa(start))}
+		}, func(p *ipc.QueueSuppressionList) ([]ipc.QueueSuppression, uint32, bool) { return p.Entries, 0, p.More })
 		if code != ExitOK {
 			return code
 		}
@@ -956,30 +950,17 @@ func (c *cli) queueWebhooks(args []string) int {
 			limit = -1
 		}
 	}
-	var got []ipc.QueueWebhook
-	var total uint32
-	var page ipc.QueueWebhookList
-	started := false
-	code := c.queueCalls(func() (ctl.Request, any, bool) {
-		if started {
-			got = append(got, page.Entries...)
-			total = page.Total
-			if !page.More || len(page.Entries) == 0 || limit >= 0 && len(got) >= limit {
-				return ctl.Request{}, nil, false
-			}
-		}
-		started = true
-		ra := append(append([]string{}, q.pos...), "-start", strconv.Itoa(len(got)))
+	got, total, code := fetchPages(c, limit, func(start, want int) ctl.Request {
+		ra := append(append([]string{}, q.pos...), "-start", strconv.Itoa(start))
 		if sub == "retired" {
-			want := ipc.MaxQueueWebhooks
-			if limit >= 0 {
-				want = min(limit-len(got), want)
+			n := ipc.MaxQueueWebhooks
+			if want >= 0 {
+				n = min(want, n)
 			}
-			ra = append(ra, "-n", strconv.Itoa(want))
+			ra = append(ra, "-n", strconv.Itoa(n))
 		}
-		page = ipc.QueueWebhookList{}
-		return ctl.Request{Cmd: "queue webhooks " + sub, Args: ra}, &page, true
-	})
+		return ctl.Request{Cmd: "queue webhooks " + sub, Args: ra}
+	}, func(p *ipc.QueueWebhookList) ([]ipc.QueueWebhook, uint32, bool) { return p.Entries, p.Total, p.More })
 	if code != ExitOK {
 		return code
 	}
