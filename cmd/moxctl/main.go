@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -10,9 +11,14 @@ import (
 )
 
 func main() {
-	// Installed as sendmail (a link), it is sendmail(8) for local users.
-	if filepath.Base(os.Args[0]) == "sendmail" {
+	// Installed as sendmail (a link, or through mailer.conf), it is
+	// sendmail(8) for local users.
+	switch filepath.Base(os.Args[0]) {
+	case "sendmail", "send-mail":
 		os.Exit(moxctl.SendmailMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	case "mailq", "newaliases", "hoststat", "purgestat", "makemap":
+		fmt.Fprintf(os.Stderr, "%s: not supported by moxd; see \"moxctl queue list\" and domains.conf aliases\n", filepath.Base(os.Args[0]))
+		os.Exit(1)
 	}
 	os.Exit(moxctl.Main(os.Args[1:], os.Stdout, os.Stderr))
 }
