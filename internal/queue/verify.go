@@ -5,6 +5,7 @@ package queue
 // it is meant for moxctl verifydata as well.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -158,6 +159,7 @@ func VerifyFix(dir string, fix bool) ([]Problem, error) {
 		for id := range due {
 			add(fmt.Sprintf("message %d", id), "due entry without message record")
 		}
+		verifyRetired(tx, add)
 		return tx.Bucket([]byte(bucketUnlink)).ForEach(func(k, v []byte) error {
 			if len(k) == 8 {
 				files[binary.BigEndian.Uint64(k)] = 0
@@ -213,4 +215,39 @@ func VerifyFix(dir string, fix bool) ([]Problem, error) {
 		}
 	}
 	return problems, nil
+}
+
+// verifyRetired checks that retired records decode and that the fromids
+// index and the retired records of messages with a FromID agree.
+func verifyRetired(tx *bolt.Tx, add func(where, format string, args ...any)) {
+	rb := tx.Bucket([]byte(bucketRetired))
+	fb := tx.Bucket([]byte(bucketFromIDs))
+	if rb == nil {
+		return
+	}
+	rb.ForEach(func(k, v []byte) error {
+		r, err := unmarshalRetired(k, v)
+		if err != nil {
+			add("retired record", "%v", err)
+			return nil
+		}
+		if r.FromID != "" && (fb == nil || fb.Get(fromIDKey(r.FromID, k)) == nil) {
+			add(fmt.Sprintf("retired %d.%d", r.Msg, r.Seq), "from id %s missing in the fromids index", r.FromID)
+		}
+		return nil
+	})
+	if fb == nil {
+		return
+	}
+	fb.ForEach(func(k, v []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 || len(k)-i-1 != 20 {
+			add("fromids index", "key %x", k)
+			return nil
+		}
+		if rb.Get(k[i+1:]) == nil {
+			add("fromids index", "entry for from id %s points to no retired record", k[:i])
+		}
+		return nil
+	})
 }
