@@ -327,6 +327,14 @@ func (p *parser) args(cmd *Command) (any, error) {
 
 // mailbox reads a mailbox name (astring), decoded from modified UTF-7 unless
 // UTF8=ACCEPT is enabled.
+// spMailbox reads a space and a mailbox name.
+func (p *parser) spMailbox() (string, error) {
+	if err := p.sp(); err != nil {
+		return "", err
+	}
+	return p.mailbox()
+}
+
 func (p *parser) mailbox() (string, error) {
 	s, err := p.astring("mailbox name")
 	if err != nil {
@@ -382,11 +390,8 @@ func (p *parser) authenticate() (any, error) {
 
 func (p *parser) selectArgs() (any, error) {
 	a := &SelectArgs{}
-	if err := p.sp(); err != nil {
-		return nil, err
-	}
 	var err error
-	if a.Mailbox, err = p.mailbox(); err != nil {
+	if a.Mailbox, err = p.spMailbox(); err != nil {
 		return nil, err
 	}
 	if !p.take(' ') {
@@ -467,11 +472,8 @@ func (p *parser) qresync() (*QResyncParams, error) {
 
 func (p *parser) create() (any, error) {
 	a := &CreateArgs{}
-	if err := p.sp(); err != nil {
-		return nil, err
-	}
 	var err error
-	if a.Mailbox, err = p.mailbox(); err != nil {
+	if a.Mailbox, err = p.spMailbox(); err != nil {
 		return nil, err
 	}
 	if !p.take(' ') {
@@ -598,11 +600,8 @@ func (p *parser) statusItems() ([]string, error) {
 
 func (p *parser) status() (any, error) {
 	a := &StatusArgs{}
-	if err := p.sp(); err != nil {
-		return nil, err
-	}
 	var err error
-	if a.Mailbox, err = p.mailbox(); err != nil {
+	if a.Mailbox, err = p.spMailbox(); err != nil {
 		return nil, err
 	}
 	if err := p.sp(); err != nil {
@@ -639,11 +638,8 @@ func (p *parser) flagList() ([]string, error) {
 
 func (p *parser) appendArgs() (any, error) {
 	a := &AppendArgs{}
-	if err := p.sp(); err != nil {
-		return nil, err
-	}
 	var err error
-	if a.Mailbox, err = p.mailbox(); err != nil {
+	if a.Mailbox, err = p.spMailbox(); err != nil {
 		return nil, err
 	}
 	for len(a.Messages) == 0 || p.peek() == ' ' {
