@@ -77,6 +77,12 @@ func NewReader(r io.Reader) *Reader {
 	}
 }
 
+// Buffered returns the number of octets read from the connection but not
+// yet consumed. After STARTTLS it must be 0: octets sent before the TLS
+// handshake must not be taken as commands under TLS (RFC 9051 §6.2.1, the
+// command injection of CVE-2011-0411).
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
 // ReadLine reads one line outside a command, without its CRLF: the "DONE"
 // that ends IDLE (RFC 2177) or a SASL response during AUTHENTICATE. A line
 // over MaxLine is a *ByeError.

@@ -1,0 +1,598 @@
+package imapd
+
+// The IMAP connection: states, the verb table and the one place that turns
+// handler errors into responses (STYLE.md "Protocol servers").
+//
+// Implementation notes:
+//   - One goroutine per connection reads a command, runs its handler and
+//     writes the responses; only it writes to the connection. A watcher
+//     goroutine only sets c.stop and a read deadline in the past, so the
+//     reader wakes up and the connection goroutine writes the BYE.
+//   - Deadline order (why the watcher cannot be missed): the reader sets
+//     its idle deadline, then checks c.stop, then reads; the watcher sets
+//     c.stop, then the past deadline.
+//   - After login all store calls go over the one channel the login
+//     happened on (store binds tokens and sessions to it); when it closes,
+//     the session ends with BYE [UNAVAILABLE] (the client logs in again,
+//     over the new channel).
+//   - SELECT and EXAMINE are not built: they answer NO [UNAVAILABLE] and
+//     the selected state is never entered. The capability list names only
+//     what this file and commands_auth.go implement.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"moxd/internal/auth"
+	"moxd/internal/ipc"
+	"moxd/internal/mailproto/imap"
+	"moxd/internal/storage/storeclient"
+)
+
+// Defaults for the Server's limits.
+const (
+	// RFC 9051 §5.4: the autologout timer is at least 30 minutes.
+	DefaultIdleTimeout     = 30 * time.Minute
+	DefaultWriteTimeout    = 2 * time.Minute
+	DefaultMaxBadCommands  = 20
+	DefaultMaxAuthFailures = 5
+	storeCallTimeout       = 30 * time.Second
+)
+
+// Server serves IMAP connections. The fields are set before the first
+// Serve and not changed afterwards.
+type Server struct {
+	// Store returns the current channel to store.
+	Store func() (*ipc.Conn, error)
+	// TLS is the configuration for STARTTLS and implicit TLS; nil means
+	// no STARTTLS (and no implicit TLS).
+	TLS *tls.Config
+	// Hostname names the server in logs.
+	Hostname string
+	Log      *slog.Logger
+
+	// IdleTimeout bounds the wait for a command or a SASL response
+	// (DefaultIdleTimeout if 0).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the client (DefaultWriteTimeout
+	// if 0).
+	WriteTimeout time.Duration
+	// MaxBadCommands BAD responses in one connection end it with BYE
+	// (DefaultMaxBadCommands if 0).
+	MaxBadCommands int
+	// MaxAuthFailures failed logins in one connection end it with BYE
+	// (DefaultMaxAuthFailures if 0).
+	MaxAuthFailures int
+	// LoginFailureDelay is waited after a failed login, doubled for each
+	// further failure in the connection. Store delays failures too.
+	LoginFailureDelay time.Duration
+	// MaxLine bounds a command line with its in-memory literals
+	// (imap.DefaultMaxLine if 0).
+	MaxLine int
+}
+
+type state int
+
+const (
+	stateNotAuth state = iota
+	stateAuth
+	stateSelected // not entered yet: SELECT is not built
+	stateLogout
+)
+
+func (st state) String() string {
+	return [...]string{"not authenticated", "authenticated", "selected", "logout"}[st]
+}
+
+func states(l ...state) uint8 {
+	var m uint8
+	for _, s := range l {
+		m |= 1 << s
+	}
+	return m
+}
+
+var (
+	anyState  = states(stateNotAuth, stateAuth, stateSelected)
+	notAuth   = states(stateNotAuth)
+	authState = states(stateAuth, stateSelected)
+)
+
+type handler func(c *conn, cmd *imap.Command) error
+
+type verb struct {
+	states uint8
+	fn     handler
+}
+
+// verbs is the table from command to handler and the states it is allowed
+// in (RFC 9051 §6). Commands the parser knows but that are missing here
+// answer BAD.
+var verbs map[string]verb
+
+func init() {
+	verbs = map[string]verb{
+		// RFC 9051 §6.1: any state.
+		"CAPABILITY": {anyState, (*conn).cmdCapability},
+		"NOOP":       {anyState, (*conn).cmdNoop},
+		"LOGOUT":     {anyState, (*conn).cmdLogout},
+		"ID":         {anyState, (*conn).cmdID}, // RFC 2971 §3.1
+		// RFC 9051 §6.2: not authenticated.
+		"STARTTLS":     {notAuth, (*conn).cmdStartTLS},
+		"LOGIN":        {notAuth, (*conn).cmdLogin},
+		"AUTHENTICATE": {notAuth, (*conn).cmdAuthenticate},
+		// RFC 9051 §6.3: authenticated (and selected).
+		"ENABLE":      {states(stateAuth), (*conn).cmdEnable}, // RFC 5161 §3.1
+		"SELECT":      {authState, (*conn).cmdSelect},
+		"EXAMINE":     {authState, (*conn).cmdSelect},
+		"NAMESPACE":   {authState, (*conn).cmdNamespace},
+		"LIST":        {authState, (*conn).cmdList},
+		"LSUB":        {authState, (*conn).cmdLsub},
+		"STATUS":      {authState, (*conn).cmdStatus},
+		"CREATE":      {authState, (*conn).cmdCreate},
+		"DELETE":      {authState, (*conn).cmdDelete},
+		"RENAME":      {authState, (*conn).cmdRename},
+		"SUBSCRIBE":   {authState, (*conn).cmdSubscribe},
+		"UNSUBSCRIBE": {authState, (*conn).cmdUnsubscribe},
+	}
+}
+
+// respError is a handler's answer other than OK: the tagged status with
+// its response code and text. bye ends the connection after it is sent.
+type respError struct {
+	status imap.Status
+	code   string
+	text   string
+	bye    bool
+	cause  error // for the log, not the client
+}
+
+func (e *respError) Error() string {
+	return fmt.Sprintf("%s [%s] %s", e.status, e.code, e.text)
+}
+
+func respNO(code, format string, args ...any) *respError {
+	return &respError{status: imap.NO, code: code, text: fmt.Sprintf(format, args...)}
+}
+
+func respBAD(format string, args ...any) *respError {
+	return &respError{status: imap.BAD, text: fmt.Sprintf(format, args...)}
+}
+
+// okText is returned by handlers that want a tagged OK with a code or text
+// of their own.
+type okText struct{ code, text string }
+
+func (o *okText) Error() string { return "OK " + o.text }
+
+// ioError is a failure of the client connection: the connection ends
+// without further responses.
+type ioError struct{ err error }
+
+func (e *ioError) Error() string { return e.err.Error() }
+func (e *ioError) Unwrap() error { return e.err }
+
+// conn is one client connection.
+type conn struct {
+	srv         *Server
+	log         *slog.Logger
+	ctx         context.Context
+	nc          net.Conn
+	r           *imap.Reader
+	w           *bufio.Writer
+	ip          netip.Addr
+	implicitTLS bool
+	tls         *tls.ConnectionState // nil without TLS
+	state       state
+
+	bad          int
+	authFailures int
+	utf8         bool // UTF8=ACCEPT enabled (RFC 6855)
+
+	// After login.
+	storeConn *ipc.Conn
+	sess      *storeclient.Session
+
+	stop     atomic.Value   // string: why the watcher stopped the connection
+	watchCh  chan struct{}  // closed when Serve returns
+	loggedIn chan *ipc.Conn // the session's store channel, to watch
+}
+
+// Serve runs the IMAP protocol on conn until the client logs out, the
+// connection fails or ctx is done; it closes conn. implicitTLS is for the
+// imaps port (993): the TLS handshake comes first.
+func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
+	defer nc.Close()
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &conn{srv: s, ctx: ctx, nc: nc, implicitTLS: implicitTLS, watchCh: make(chan struct{}), loggedIn: make(chan *ipc.Conn, 1)}
+	c.log = log.With("remote", nc.RemoteAddr().String())
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.ip = ap.Addr().Unmap()
+	}
+	defer c.cleanup()
+	if implicitTLS {
+		if s.TLS == nil {
+			c.log.Error("implicit TLS without a TLS configuration")
+			return
+		}
+		if err := c.handshake(); err != nil {
+			c.log.Debug("tls handshake", "err", err)
+			return
+		}
+	} else {
+		c.setReader(nc)
+	}
+	go c.watch()
+	c.writeStatus("", imap.OK, imap.CodeCapability(c.capabilities()...), "moxd ready")
+	if err := c.flush(); err != nil {
+		return
+	}
+	c.loop()
+}
+
+func (c *conn) cleanup() {
+	close(c.watchCh)
+	if c.sess != nil {
+		c.sess.Close()
+	}
+}
+
+func (c *conn) setReader(rd io.Reader) {
+	c.r = imap.NewReader(rd)
+	if c.srv.MaxLine > 0 {
+		c.r.MaxLine = c.srv.MaxLine
+	}
+	c.r.UTF8 = c.utf8
+	// RFC 9051 §7.5: "+" before a synchronizing literal is read.
+	c.r.Continue = func(n int64) error {
+		c.w.WriteString("+ Ready for literal data\r\n")
+		return c.flush()
+	}
+	c.w = bufio.NewWriter(c.nc)
+}
+
+func (c *conn) handshake() error {
+	tc := tls.Server(c.nc, c.srv.TLS)
+	tc.SetDeadline(time.Now().Add(c.writeTimeout()))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		return err
+	}
+	tc.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	c.nc, c.tls = tc, &cs
+	c.setReader(tc)
+	return nil
+}
+
+// watch stops the connection when the server shuts down or, once logged
+// in, when the store channel of the session closes.
+func (c *conn) watch() {
+	var storeDone <-chan struct{}
+	for {
+		select {
+		case <-c.watchCh:
+			return
+		case <-c.ctx.Done():
+			c.interrupt("server shutting down")
+			return
+		case <-storeDone:
+			c.interrupt("store restarted; log in again")
+			return
+		case sc := <-c.loggedIn:
+			// From now on, watch the session's store channel.
+			storeDone = sc.Done()
+		}
+	}
+}
+
+func (c *conn) interrupt(why string) {
+	c.stop.Store(why)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (c *conn) stopped() string {
+	s, _ := c.stop.Load().(string)
+	return s
+}
+
+func (c *conn) idleTimeout() time.Duration {
+	if c.srv.IdleTimeout > 0 {
+		return c.srv.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+func (c *conn) writeTimeout() time.Duration {
+	if c.srv.WriteTimeout > 0 {
+		return c.srv.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+// armRead sets the idle deadline for the next read and reports why the
+// connection was stopped, if it was.
+func (c *conn) armRead() string {
+	c.nc.SetReadDeadline(time.Now().Add(c.idleTimeout()))
+	return c.stopped()
+}
+
+func (c *conn) flush() error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+	if err := c.w.Flush(); err != nil {
+		return &ioError{err}
+	}
+	return nil
+}
+
+func (c *conn) writeStatus(tag string, st imap.Status, code, text string) {
+	c.w.Write(imap.AppendStatus(nil, tag, st, code, text))
+}
+
+// bye sends an untagged BYE and flushes.
+func (c *conn) bye(code, text string) {
+	c.writeStatus("", imap.BYE, code, text)
+	c.flush()
+}
+
+// readFailed answers a read error that ends the connection.
+func (c *conn) readFailed(err error) {
+	var be *imap.ByeError
+	var ne net.Error
+	switch {
+	case errors.As(err, &be):
+		c.bye("", be.Msg)
+	case c.stopped() != "":
+		c.bye(imap.CodeUnavailable, c.stopped())
+	case errors.As(err, &ne) && ne.Timeout():
+		// RFC 9051 §5.4: autologout.
+		c.bye("", "autologout: idle for too long")
+	default:
+		c.log.Debug("connection ended", "err", err)
+	}
+}
+
+func (c *conn) loop() {
+	for c.state != stateLogout {
+		if why := c.armRead(); why != "" {
+			c.bye(imap.CodeUnavailable, why)
+			return
+		}
+		cmd, err := imap.ReadCommand(c.r)
+		var se *imap.SyntaxError
+		var re *imap.RefusedError
+		switch {
+		case errors.As(err, &se):
+			if !c.answer(se.Tag, &respError{status: imap.BAD, text: se.Msg}) {
+				return
+			}
+			continue
+		case errors.As(err, &re):
+			code := imap.CodeCannot
+			if errors.Is(re, imap.ErrLiteralTooBig) {
+				code = imap.CodeTooBig
+			}
+			if !c.answer(re.Tag, respNO(code, "%v", re.Err)) {
+				return
+			}
+			continue
+		case err != nil:
+			c.readFailed(err)
+			return
+		}
+		if !c.answer(cmd.Tag, c.dispatch(cmd)) {
+			return
+		}
+	}
+}
+
+// dispatch checks the command against the verb table and runs it.
+func (c *conn) dispatch(cmd *imap.Command) (err error) {
+	v, ok := verbs[cmd.Name]
+	if !ok {
+		if cmd.Name == "SELECT" || selectedOnly[cmd.Name] {
+			return respBAD("%s needs a selected mailbox", cmd.Name)
+		}
+		return respBAD("%s is not implemented", cmd.Name)
+	}
+	if v.states&(1<<c.state) == 0 {
+		return respBAD("%s is not allowed in the %s state", cmd.Name, c.state)
+	}
+	defer func() {
+		// Panics never cross the connection: the client gets
+		// SERVERBUG, the connection ends.
+		if x := recover(); x != nil {
+			c.log.Error("panic in command", "cmd", cmd.Name, "panic", x)
+			err = &respError{status: imap.NO, code: imap.CodeServerBug, text: "internal error", bye: true}
+		}
+	}()
+	return v.fn(c, cmd)
+}
+
+// selectedOnly are the commands of the selected state (RFC 9051 §6.4).
+var selectedOnly = map[string]bool{
+	"CLOSE": true, "UNSELECT": true, "EXPUNGE": true, "SEARCH": true, "FETCH": true,
+	"STORE": true, "COPY": true, "MOVE": true, "SORT": true, "THREAD": true, "IDLE": true,
+}
+
+// answer sends the tagged response for a handler's result: the one place
+// where handler errors become responses. It returns false when the
+// connection must end.
+func (c *conn) answer(tag string, err error) bool {
+	var re *respError
+	var ok *okText
+	var ie *ioError
+	switch {
+	case err == errNoTagged:
+	case err == nil:
+		c.writeStatus(tag, imap.OK, "", "completed")
+	case errors.As(err, &ok):
+		c.writeStatus(tag, imap.OK, ok.code, ok.text)
+	case errors.As(err, &ie):
+		c.log.Debug("connection ended", "err", ie.err)
+		return false
+	case errors.As(err, &re):
+		if re.cause != nil {
+			c.log.Info("command failed", "status", re.status, "code", re.code, "err", re.cause)
+		}
+		c.writeStatus(tag, re.status, re.code, re.text)
+		if re.status == imap.BAD {
+			c.bad++
+			if c.bad >= c.maxBad() {
+				c.bye("", "too many bad commands")
+				return false
+			}
+		}
+		if re.bye {
+			c.bye("", re.text)
+			return false
+		}
+	default:
+		c.log.Error("command failed", "err", err)
+		c.writeStatus(tag, imap.NO, imap.CodeServerBug, "internal error")
+	}
+	if c.state == stateLogout {
+		c.flush()
+		return false
+	}
+	return c.flush() == nil
+}
+
+func (c *conn) maxBad() int {
+	if c.srv.MaxBadCommands > 0 {
+		return c.srv.MaxBadCommands
+	}
+	return DefaultMaxBadCommands
+}
+
+// capabilities returns the list for the current state and connection
+// (RFC 9051 §7.2.2). Only what is implemented is listed: IMAP4rev1 (not
+// IMAP4rev2, which needs UTF-8 names after ENABLE IMAP4rev2 and SELECT).
+func (c *conn) capabilities() []string {
+	l := []string{"IMAP4rev1", "SASL-IR", "LITERAL-", "ID", "ENABLE"}
+	if c.state == stateNotAuth {
+		if c.tls == nil && c.srv.TLS != nil && !c.implicitTLS {
+			l = append(l, "STARTTLS")
+		}
+		if c.tls == nil {
+			// RFC 9051 §6.2.3: LOGIN is refused without TLS.
+			l = append(l, "LOGINDISABLED")
+		}
+		for _, m := range c.mechanisms() {
+			l = append(l, "AUTH="+m)
+		}
+		return l
+	}
+	return append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE")
+}
+
+// mechanisms returns the SASL mechanisms to offer, strongest first: PLAIN
+// only under TLS, -PLUS only with tls-exporter binding data.
+func (c *conn) mechanisms() []string {
+	var l []string
+	if c.tls != nil && len(auth.ServerChannelBindings(c.tls)) > 0 {
+		l = append(l, auth.MechSCRAMSHA256Plus, auth.MechSCRAMSHA1Plus)
+	}
+	l = append(l, auth.MechSCRAMSHA256, auth.MechSCRAMSHA1, auth.MechCRAMMD5)
+	if c.tls != nil {
+		l = append(l, auth.MechPLAIN)
+	}
+	return l
+}
+
+func (c *conn) cmdCapability(cmd *imap.Command) error {
+	c.w.WriteString("* CAPABILITY " + strings.Join(c.capabilities(), " ") + "\r\n")
+	return nil
+}
+
+func (c *conn) cmdNoop(cmd *imap.Command) error { return nil }
+
+func (c *conn) cmdLogout(cmd *imap.Command) error {
+	// RFC 9051 §6.1.3: untagged BYE, then the tagged OK.
+	c.writeStatus("", imap.BYE, "", "moxd logging out")
+	c.state = stateLogout
+	return &okText{text: "logout done"}
+}
+
+func (c *conn) cmdID(cmd *imap.Command) error {
+	a := cmd.Args.(*imap.IDArgs)
+	if !a.Nil && len(a.Fields) > 0 {
+		var attrs []any
+		for _, f := range a.Fields {
+			v := "NIL"
+			if f.Value != nil {
+				v = *f.Value
+			}
+			attrs = append(attrs, slog.String(f.Key, v))
+		}
+		c.log.Debug("client id", attrs...)
+	}
+	c.w.WriteString(`* ID ("name" "moxd")` + "\r\n")
+	return nil
+}
+
+func (c *conn) cmdStartTLS(cmd *imap.Command) error {
+	switch {
+	case c.tls != nil:
+		return respBAD("TLS is already active")
+	case c.srv.TLS == nil || c.implicitTLS:
+		return respBAD("STARTTLS is not available")
+	}
+	// RFC 9051 §6.2.1: octets after STARTTLS before the handshake are
+	// not commands (command injection).
+	if c.r.Buffered() > 0 {
+		return &respError{status: imap.BAD, text: "data after STARTTLS before the TLS handshake", bye: true}
+	}
+	c.writeStatus(cmd.Tag, imap.OK, "", "begin TLS negotiation now")
+	if err := c.flush(); err != nil {
+		return err
+	}
+	c.nc.SetReadDeadline(time.Now().Add(c.writeTimeout()))
+	if err := c.handshake(); err != nil {
+		return &ioError{fmt.Errorf("starttls handshake: %w", err)}
+	}
+	return errNoTagged
+}
+
+// errNoTagged: the handler already sent its tagged response.
+var errNoTagged = errors.New("tagged response sent")
+
+func (c *conn) cmdEnable(cmd *imap.Command) error {
+	a := cmd.Args.(*imap.EnableArgs)
+	var enabled []string
+	for _, capa := range a.Caps {
+		// RFC 5161 §3.1: unknown capabilities are ignored.
+		if capa == "UTF8=ACCEPT" && !c.utf8 {
+			c.utf8, c.r.UTF8 = true, true
+			enabled = append(enabled, capa)
+		}
+	}
+	c.w.WriteString("* ENABLED")
+	for _, e := range enabled {
+		c.w.WriteString(" " + e)
+	}
+	c.w.WriteString("\r\n")
+	return nil
+}
+
+func (c *conn) cmdSelect(cmd *imap.Command) error {
+	return respNO(imap.CodeUnavailable, "%s is not available in this build", cmd.Name)
+}
+
+func (c *conn) cmdNamespace(cmd *imap.Command) error {
+	// RFC 2342 §5: one personal namespace, no prefix, "/" delimiter.
+	c.w.WriteString(`* NAMESPACE (("" "/")) NIL NIL` + "\r\n")
+	return nil
+}
