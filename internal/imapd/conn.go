@@ -15,9 +15,9 @@ package imapd
 //     happened on (store binds tokens and sessions to it); when it closes,
 //     the session ends with BYE [UNAVAILABLE] (the client logs in again,
 //     over the new channel).
-//   - SELECT and EXAMINE are not built: they answer NO [UNAVAILABLE] and
-//     the selected state is never entered. The capability list names only
-//     what this file and commands_auth.go implement.
+//   - The selected state is in selected.go (SELECT, EXAMINE, FETCH, STORE,
+//     EXPUNGE, CLOSE, UNSELECT, NOOP); SEARCH, COPY, MOVE, IDLE are not
+//     built. The capability list names only what is implemented.
 
 import (
 	"bufio"
@@ -86,7 +86,7 @@ type state int
 const (
 	stateNotAuth state = iota
 	stateAuth
-	stateSelected // not entered yet: SELECT is not built
+	stateSelected
 	stateLogout
 )
 
@@ -144,6 +144,13 @@ func init() {
 		"RENAME":      {authState, (*conn).cmdRename},
 		"SUBSCRIBE":   {authState, (*conn).cmdSubscribe},
 		"UNSUBSCRIBE": {authState, (*conn).cmdUnsubscribe},
+		// RFC 9051 §6.4: selected (selected.go).
+		"CHECK":    {states(stateSelected), (*conn).cmdNoop}, // IMAP4rev1
+		"CLOSE":    {states(stateSelected), (*conn).cmdClose},
+		"UNSELECT": {states(stateSelected), (*conn).cmdUnselect}, // RFC 3691
+		"EXPUNGE":  {states(stateSelected), (*conn).cmdExpunge},
+		"FETCH":    {states(stateSelected), (*conn).cmdFetch},
+		"STORE":    {states(stateSelected), (*conn).cmdStore},
 	}
 }
 
@@ -202,6 +209,7 @@ type conn struct {
 	// After login.
 	storeConn *ipc.Conn
 	sess      *storeclient.Session
+	sel       *selected // in the selected state
 
 	stop     atomic.Value   // string: why the watcher stopped the connection
 	watchCh  chan struct{}  // closed when Serve returns
@@ -402,7 +410,7 @@ func (c *conn) loop() {
 func (c *conn) dispatch(cmd *imap.Command) (err error) {
 	v, ok := verbs[cmd.Name]
 	if !ok {
-		if cmd.Name == "SELECT" || selectedOnly[cmd.Name] {
+		if selectedOnly[cmd.Name] && c.state != stateSelected {
 			return respBAD("%s needs a selected mailbox", cmd.Name)
 		}
 		return respBAD("%s is not implemented", cmd.Name)
@@ -495,7 +503,7 @@ func (c *conn) capabilities() []string {
 		}
 		return l
 	}
-	return append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE")
+	return append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE", "UNSELECT")
 }
 
 // mechanisms returns the SASL mechanisms to offer, strongest first: PLAIN
@@ -517,7 +525,13 @@ func (c *conn) cmdCapability(cmd *imap.Command) error {
 	return nil
 }
 
-func (c *conn) cmdNoop(cmd *imap.Command) error { return nil }
+func (c *conn) cmdNoop(cmd *imap.Command) error {
+	if c.state == stateSelected {
+		// RFC 9051 §6.1.2: report the mailbox's changes.
+		return c.cmdSelNoop(cmd)
+	}
+	return nil
+}
 
 func (c *conn) cmdLogout(cmd *imap.Command) error {
 	// RFC 9051 §6.1.3: untagged BYE, then the tagged OK.
@@ -585,10 +599,6 @@ func (c *conn) cmdEnable(cmd *imap.Command) error {
 	}
 	c.w.WriteString("\r\n")
 	return nil
-}
-
-func (c *conn) cmdSelect(cmd *imap.Command) error {
-	return respNO(imap.CodeUnavailable, "%s is not available in this build", cmd.Name)
 }
 
 func (c *conn) cmdNamespace(cmd *imap.Command) error {

@@ -214,7 +214,7 @@ func TestCapabilitiesAndTLS(t *testing.T) {
 		t.Fatalf("LOGIN: %q", res)
 	}
 	c.expect("LOGIN mjl@example.org secret", "BAD")
-	c.expect("SELECT INBOX", "NO [UNAVAILABLE]")
+	c.expect("SELECT INBOX", "OK [READ-WRITE]")
 	u = c.ok("ID (\"name\" \"test\")")
 	if len(u) != 1 || u[0] != `* ID ("name" "moxd")` {
 		t.Fatalf("ID: %q", u)
