@@ -205,6 +205,7 @@ type conn struct {
 	bad          int
 	authFailures int
 	utf8         bool // UTF8=ACCEPT enabled (RFC 6855)
+	condstore    bool // CONDSTORE enabled (RFC 7162 §3.1)
 
 	// After login.
 	storeConn *ipc.Conn
@@ -503,7 +504,7 @@ func (c *conn) capabilities() []string {
 		}
 		return l
 	}
-	return append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE", "UNSELECT")
+	return append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE", "UNSELECT", "CONDSTORE")
 }
 
 // mechanisms returns the SASL mechanisms to offer, strongest first: PLAIN
@@ -590,6 +591,10 @@ func (c *conn) cmdEnable(cmd *imap.Command) error {
 		// RFC 5161 §3.1: unknown capabilities are ignored.
 		if capa == "UTF8=ACCEPT" && !c.utf8 {
 			c.utf8, c.r.UTF8 = true, true
+			enabled = append(enabled, capa)
+		}
+		if capa == "CONDSTORE" && !c.condstore {
+			c.enableCondStore()
 			enabled = append(enabled, capa)
 		}
 	}

@@ -424,7 +424,7 @@ func TestMailboxes(t *testing.T) {
 	c.expect(`LIST (BOGUS) "" "*"`, "BAD")
 
 	// UTF8=ACCEPT: names in UTF-8.
-	if u := c.ok("ENABLE UTF8=ACCEPT CONDSTORE"); len(u) != 1 || u[0] != "* ENABLED UTF8=ACCEPT" {
+	if u := c.ok("ENABLE UTF8=ACCEPT CONDSTORE"); len(u) != 1 || u[0] != "* ENABLED UTF8=ACCEPT CONDSTORE" {
 		t.Fatalf("ENABLE: %q", u)
 	}
 	if u := c.ok(`LIST "" "Caf*"`); len(u) != 1 || u[0] != `* LIST (\HasNoChildren) "/" "Café"` {

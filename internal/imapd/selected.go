@@ -15,7 +15,7 @@ package imapd
 //     followed by the file; its size is store's metadata size. A file
 //     shorter than that ends the connection (a literal's length is sent
 //     before its data).
-//   - Not built: CONDSTORE/QRESYNC, ENVELOPE, BODYSTRUCTURE, BINARY, body
+//   - CONDSTORE is in condstore.go. Not built: QRESYNC, ENVELOPE, BODYSTRUCTURE, BINARY, body
 //     part sections, SEARCH, COPY, MOVE, IDLE. They answer NO [CANNOT] or
 //     BAD, and are not in the capability list.
 
@@ -218,8 +218,11 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 	a := cmd.Args.(*imap.SelectArgs)
 	// RFC 9051 §6.3.2: a SELECT, even a failed one, first deselects.
 	c.deselect(true)
-	if a.CondStore || a.QResync != nil {
-		return respBAD("CONDSTORE and QRESYNC are not supported")
+	if a.QResync != nil {
+		return respBAD("QRESYNC is not supported")
+	}
+	if a.CondStore {
+		c.enableCondStore() // RFC 7162 §3.1
 	}
 	ctx, cancel := c.callCtx()
 	defer cancel()
@@ -263,6 +266,8 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 	}
 	c.writeStatus("", imap.OK, imap.CodeUIDValidity(mb.UIDValidity), "UIDs valid")
 	c.writeStatus("", imap.OK, imap.CodeUIDNext(s.uidNext), "predicted next UID")
+	// RFC 7162 §3.1.2.1: with every SELECT/EXAMINE.
+	c.writeStatus("", imap.OK, imap.CodeHighestModSeq(s.modseq), "highest modseq")
 	c.sel, c.state = s, stateSelected
 	if s.readOnly {
 		return &okText{code: "READ-ONLY", text: "EXAMINE completed"}
@@ -335,46 +340,6 @@ func (c *conn) expunged(uids []ipc.UIDRange) {
 	}
 }
 
-func (c *conn) cmdStore(cmd *imap.Command) error {
-	s := c.sel
-	a := cmd.Args.(*imap.StoreArgs)
-	if s.readOnly {
-		return errReadOnly()
-	}
-	if a.HasUnchangedSince {
-		return respBAD("UNCHANGEDSINCE needs CONDSTORE, which is not supported")
-	}
-	flags, kw, err := parseFlags(a.Flags)
-	if err != nil {
-		return err
-	}
-	l, err := s.resolve(a.Set, cmd.UID)
-	if err != nil {
-		return err
-	}
-	mode := map[imap.StoreOp]uint8{imap.StoreReplace: ipc.StoreSet, imap.StoreAdd: ipc.StoreAdd, imap.StoreRemove: ipc.StoreRemove}[a.Op]
-	ctx, cancel := c.callCtx()
-	defer cancel()
-	for _, ch := range s.uidRanges(l) {
-		res, err := c.sess.Store(ctx, s.ref, ch, mode, flags, kw, 0)
-		if err != nil {
-			return storeError(err)
-		}
-		if res.Changed > 0 {
-			if err := c.pullFlags(ctx, res.FromModSeq); err != nil {
-				return err
-			}
-		}
-	}
-	if a.Silent {
-		return nil
-	}
-	for _, i := range l {
-		c.writeFetchFlags(i, cmd.UID)
-	}
-	return nil
-}
-
 // pullFlags applies the flag changes after modseq since to messages in
 // the view (new and expunged messages wait for NOOP).
 func (c *conn) pullFlags(ctx context.Context, since uint64) error {
@@ -397,11 +362,14 @@ func (c *conn) pullFlags(ctx context.Context, since uint64) error {
 func (c *conn) writeFetchFlags(i int, uid bool) {
 	m := &c.sel.msgs[i]
 	b := []byte("* " + strconv.Itoa(i+1) + " FETCH (")
-	if uid {
+	if uid || c.condstore { // RFC 7162 §3.2: UID and MODSEQ
 		b = append(b, "UID "+strconv.FormatUint(uint64(m.uid), 10)+" "...)
 	}
 	b = append(b, "FLAGS "...)
 	b = appendFlags(b, m.flags, m.keywords)
+	if c.condstore {
+		b = appendModSeq(append(b, ' '), m.modseq) // RFC 7162 §3.2
+	}
 	c.w.Write(append(b, ")\r\n"...))
 }
 
@@ -501,7 +469,7 @@ func headerLen(r io.Reader) (int64, error) {
 // it is built.
 func fetchBody(it imap.FetchItem) (bool, error) {
 	switch it.Name {
-	case "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE":
+	case "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ":
 		return false, nil
 	case "RFC822", "RFC822.HEADER", "RFC822.TEXT":
 		return true, nil
@@ -521,10 +489,18 @@ func setsSeen(it imap.FetchItem) bool {
 func (c *conn) cmdFetch(cmd *imap.Command) error {
 	s := c.sel
 	a := cmd.Args.(*imap.FetchArgs)
-	if a.ChangedSince != 0 || a.Vanished {
-		return respBAD("CHANGEDSINCE needs CONDSTORE, which is not supported")
+	if a.Vanished {
+		return respBAD("VANISHED needs QRESYNC, which is not supported")
 	}
 	items := a.Items
+	hasModSeq := slices.ContainsFunc(items, func(it imap.FetchItem) bool { return it.Name == "MODSEQ" })
+	if hasModSeq || a.ChangedSince != 0 {
+		c.enableCondStore() // RFC 7162 §3.1
+	}
+	if a.ChangedSince != 0 && !hasModSeq {
+		// RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
+		items = append(slices.Clip(items), imap.FetchItem{Name: "MODSEQ"})
+	}
 	if cmd.UID && !slices.ContainsFunc(items, func(it imap.FetchItem) bool { return it.Name == "UID" }) {
 		// RFC 9051 §6.4.9: UID FETCH always returns the UID.
 		items = append([]imap.FetchItem{{Name: "UID"}}, items...)
@@ -542,6 +518,10 @@ func (c *conn) cmdFetch(cmd *imap.Command) error {
 	l, err := s.resolve(a.Set, cmd.UID)
 	if err != nil {
 		return err
+	}
+	if a.ChangedSince != 0 {
+		// RFC 7162 §3.1.4.1: only messages changed after the modseq.
+		l = slices.DeleteFunc(l, func(i int) bool { return s.msgs[i].modseq <= a.ChangedSince })
 	}
 	ctx, cancel := c.callCtx()
 	defer cancel()
@@ -614,7 +594,7 @@ func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, 
 		}
 		first = false
 	}
-	hasFlags := false
+	hasFlags, hasModSeq, hasUID := false, false, false
 	for _, it := range items {
 		sp()
 		switch it.Name {
@@ -623,6 +603,7 @@ func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, 
 			c.w.Write(appendFlags([]byte("FLAGS "), m.flags, m.keywords))
 			continue
 		case "UID":
+			hasUID = true
 			c.w.WriteString("UID " + strconv.FormatUint(uint64(m.uid), 10))
 			continue
 		case "INTERNALDATE":
@@ -630,6 +611,10 @@ func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, 
 			continue
 		case "RFC822.SIZE":
 			c.w.WriteString("RFC822.SIZE " + strconv.FormatInt(m.size, 10))
+			continue
+		case "MODSEQ":
+			hasModSeq = true
+			c.w.Write(appendModSeq(nil, m.modseq))
 			continue
 		}
 		// The message data: [start, end) of the whole message.
@@ -671,6 +656,15 @@ func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, 
 	if addFlags && !hasFlags {
 		sp()
 		c.w.Write(appendFlags([]byte("FLAGS "), m.flags, m.keywords))
+	}
+	if addFlags && c.condstore && !hasModSeq {
+		// RFC 7162 §3.2: a flag change reports UID and MODSEQ.
+		sp()
+		c.w.Write(appendModSeq(nil, m.modseq))
+	}
+	if addFlags && c.condstore && !hasUID {
+		sp()
+		c.w.WriteString("UID " + strconv.FormatUint(uint64(m.uid), 10))
 	}
 	c.w.WriteString(")\r\n")
 	return nil

@@ -107,8 +107,9 @@ func TestSelect(t *testing.T) {
 		`* OK [PERMANENTFLAGS (\Seen \Answered \Flagged \Deleted \Draft \*)] flags and new keywords are kept`,
 		"* OK [UNSEEN 1] first unseen message",
 	}
-	if len(u) != 7 || strings.Join(u[:5], "\n") != strings.Join(want, "\n") ||
-		!regexp.MustCompile(`^\* OK \[UIDVALIDITY \d+\] `).MatchString(u[5]) || !strings.HasPrefix(u[6], "* OK [UIDNEXT 4] ") {
+	if len(u) != 8 || strings.Join(u[:5], "\n") != strings.Join(want, "\n") ||
+		!regexp.MustCompile(`^\* OK \[UIDVALIDITY \d+\] `).MatchString(u[5]) || !strings.HasPrefix(u[6], "* OK [UIDNEXT 4] ") ||
+		!regexp.MustCompile(`^\* OK \[HIGHESTMODSEQ \d+\] `).MatchString(u[7]) {
 		t.Fatalf("SELECT:\n%s", strings.Join(u, "\n"))
 	}
 	c.expect("SELECT Nonexistent", "NO [NONEXISTENT]")
