@@ -16,8 +16,11 @@ package imapd
 //     the session ends with BYE [UNAVAILABLE] (the client logs in again,
 //     over the new channel).
 //   - The selected state is in selected.go (SELECT, EXAMINE, FETCH, STORE,
-//     EXPUNGE, CLOSE, UNSELECT, NOOP); SEARCH, COPY, MOVE, IDLE are not
-//     built. The capability list names only what is implemented.
+//     EXPUNGE, CLOSE, UNSELECT, NOOP, CONDSTORE); APPEND, SEARCH, COPY,
+//     MOVE, IDLE and the other commands the parser knows are not offered:
+//     they get BAD, and the capability list names only what is offered
+//     (IMAP4rev1 itself requires them, which is why Run does not use this
+//     server yet).
 
 import (
 	"bufio"
@@ -414,7 +417,10 @@ func (c *conn) dispatch(cmd *imap.Command) (err error) {
 		if selectedOnly[cmd.Name] && c.state != stateSelected {
 			return respBAD("%s needs a selected mailbox", cmd.Name)
 		}
-		return respBAD("%s is not implemented", cmd.Name)
+		// Commands the parser knows that this server does not offer
+		// (none of them is in CAPABILITY): RFC 9051 §7.1.3, BAD for an
+		// unknown command.
+		return respBAD("%s is not supported by moxd (see CAPABILITY)", cmd.Name)
 	}
 	if v.states&(1<<c.state) == 0 {
 		return respBAD("%s is not allowed in the %s state", cmd.Name, c.state)

@@ -121,6 +121,8 @@ func TestSelect(t *testing.T) {
 	}
 	c.expect("STORE 1 +FLAGS (\\Deleted)", "NO [CANNOT]")
 	c.expect("EXPUNGE", "NO [CANNOT]")
+	// Commands not offered get BAD saying so (none is in CAPABILITY).
+	c.expect("SEARCH ALL", "BAD SEARCH is not supported by moxd")
 	// BODY[] in a read-only mailbox does not set \Seen.
 	c.raw("FETCH 1 BODY[]")
 	if u := c.ok("FETCH 1 FLAGS"); len(u) != 1 || u[0] != "* 1 FETCH (FLAGS ())" {
