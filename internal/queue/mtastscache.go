@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -131,38 +132,56 @@ func (c *mtastsCache) store(domain string, cp *cachedPolicy) {
 func policyClient(st *settings, r dns.Resolver) *http.Client {
 	dialer := &net.Dialer{Timeout: 30 * time.Second}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, err
-			}
-			if ip := net.ParseIP(host); ip != nil {
-				return dialer.DialContext(ctx, network, addr)
-			}
-			ips, _, err := r.LookupIP(ctx, "ip", host)
-			if err != nil {
-				return nil, err
-			}
-			var last error = fmt.Errorf("no address for %s", host)
-			for _, ip := range ips {
-				conn, err := dialer.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
-				if err == nil {
-					return conn, nil
-				}
-				last = err
-			}
-			return nil, last
-		},
-		TLSClientConfig:       nil,
+		DialContext:           resolvingDialer(r, dialer, nil),
 		TLSHandshakeTimeout:   30 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		MaxIdleConns:          4,
 		IdleConnTimeout:       30 * time.Second,
-		DisableKeepAlives:     false,
-		ForceAttemptHTTP2:     false,
 	}
 	if st.roots != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: st.roots, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// resolvingDialer returns a DialContext for HTTP clients of queue: host
+// names are resolved with moxd's resolver (never the system's), and each
+// address is passed to allow (nil: all allowed) before it is dialed, so a
+// check sees the address really used.
+func resolvingDialer(r dns.Resolver, dialer *net.Dialer, allow func(host string, ip netip.Addr) error) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		var ips []netip.Addr
+		if ip, err := netip.ParseAddr(host); err == nil {
+			ips = []netip.Addr{ip}
+		} else {
+			l, _, err := r.LookupIP(ctx, "ip", host)
+			if err != nil {
+				return nil, err
+			}
+			for _, ip := range l {
+				if a, ok := netip.AddrFromSlice(ip); ok {
+					ips = append(ips, a.Unmap())
+				}
+			}
+		}
+		var last error = fmt.Errorf("no address for %s", host)
+		for _, ip := range ips {
+			if allow != nil {
+				if err := allow(host, ip); err != nil {
+					last = err
+					continue
+				}
+			}
+			conn, err := dialer.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+			if err == nil {
+				return conn, nil
+			}
+			last = err
+		}
+		return nil, last
+	}
 }

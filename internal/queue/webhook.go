@@ -207,40 +207,12 @@ func newHookRunner(sv *service, r dns.Resolver) *hookRunner {
 	hr := &hookRunner{sv: sv}
 	dialer := &net.Dialer{Timeout: hookTimeout}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, err
+		DialContext: resolvingDialer(r, dialer, func(host string, ip netip.Addr) error {
+			if !sv.settings.Load().delivery.WebhookAllowPrivate && privateAddr(ip) {
+				return fmt.Errorf("webhook host %s has address %s on a loopback, link-local or private network; refused unless [queue] webhook_allow_private is set", host, ip)
 			}
-			allow := sv.settings.Load().delivery.WebhookAllowPrivate
-			var ips []netip.Addr
-			if ip, err := netip.ParseAddr(host); err == nil {
-				ips = []netip.Addr{ip}
-			} else {
-				l, _, err := r.LookupIP(ctx, "ip", host)
-				if err != nil {
-					return nil, err
-				}
-				for _, ip := range l {
-					if a, ok := netip.AddrFromSlice(ip); ok {
-						ips = append(ips, a.Unmap())
-					}
-				}
-			}
-			var last error = fmt.Errorf("no address for %s", host)
-			for _, ip := range ips {
-				if !allow && privateAddr(ip) {
-					last = fmt.Errorf("webhook host %s has address %s on a loopback, link-local or private network; refused unless [queue] webhook_allow_private is set", host, ip)
-					continue
-				}
-				conn, err := dialer.DialContext(ctx, network, netip.AddrPortFrom(ip, mustPort(port)).String())
-				if err == nil {
-					return conn, nil
-				}
-				last = err
-			}
-			return nil, last
-		},
+			return nil
+		}),
 		TLSHandshakeTimeout:   hookTimeout,
 		ResponseHeaderTimeout: hookTimeout,
 		MaxIdleConns:          8,
@@ -252,11 +224,6 @@ func newHookRunner(sv *service, r dns.Resolver) *hookRunner {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return hr
-}
-
-func mustPort(s string) uint16 {
-	n, _ := strconv.Atoi(s)
-	return uint16(n)
 }
 
 // privateAddr reports whether ip is not a public unicast address.
