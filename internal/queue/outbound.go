@@ -248,7 +248,7 @@ func (d *deliverer) attempt(ctx context.Context, id uint64) {
 	if len(jobs) == 0 {
 		// The due entry is stale (recipients held or rescheduled):
 		// let recording nothing move it.
-		if err := d.finishAttempt(m, nil, now); err != nil {
+		if err := d.finishAttempt(m, rcpts, nil, now); err != nil {
 			d.log.Error("update queued message", "msg", id, "err", err)
 		}
 		return
@@ -277,7 +277,7 @@ func (d *deliverer) attempt(ctx context.Context, id uint64) {
 	for _, j := range jobs {
 		outs = append(outs, j.outs...)
 	}
-	if err := d.finishAttempt(m, outs, now); err != nil {
+	if err := d.finishAttempt(m, rcpts, outs, now); err != nil {
 		d.log.Error("record delivery attempt; the message is left alone for a minute", "msg", id, "err", err)
 		d.mu.Lock()
 		d.stuck[id] = d.now().Add(time.Minute)
@@ -373,21 +373,19 @@ func (d *deliverer) acquire(ctx context.Context, key string) (func(), error) {
 	return func() { <-dst.slots }, nil
 }
 
-// finishAttempt records outs for message m in one operation: delivered
-// recipients are retired, failed ones rescheduled or, when permanent or
+// finishAttempt records outs for message m, whose records rcpts were read
+// for the attempt, in one operation: delivered recipients are retired, failed ones rescheduled or, when permanent or
 // out of attempts, retired as failed; the DSNs this causes are queued,
 // and addresses that do not exist suppressed (recordOutbound), in the
 // same operation.
-func (d *deliverer) finishAttempt(m *Message, outs []outcome, now time.Time) error {
+func (d *deliverer) finishAttempt(m *Message, rcpts []*Recipient, outs []outcome, now time.Time) error {
 	st := d.sv.settings.Load()
 	ds := st.delivery
 	// Which recipients will need a DSN is known from the records read
-	// before the attempt; the operation re-reads them and skips those
-	// that changed meanwhile (dropped by an admin, for example).
-	_, rcpts, err := d.q.loadMessage(m.ID)
-	if err != nil {
-		return err
-	}
+	// before the attempt (only the deliverer changes attempts, and one
+	// attempt per message runs at a time); the operation re-reads them
+	// and skips those that changed meanwhile (dropped by an admin, for
+	// example).
 	bySeq := map[uint32]*Recipient{}
 	for _, rc := range rcpts {
 		bySeq[rc.Seq] = rc
@@ -473,7 +471,7 @@ func (d *deliverer) finishAttempt(m *Message, outs []outcome, now time.Time) err
 			}
 		}
 	}
-	err = d.q.recordOutbound(m.ID, plans, now, ds, dsnMsgs, hooks)
+	err := d.q.recordOutbound(m.ID, plans, now, ds, dsnMsgs, hooks)
 	if err != nil {
 		for _, nm := range dsnMsgs {
 			removeTemp(nm.tmp)
