@@ -43,29 +43,14 @@ func (d *deliverer) deliverLocal(ctx context.Context, m *Message, rcpts []*Recip
 	}
 	res, err := d.sv.retrier.deliver(ctx, conn, m, deliver)
 	if err != nil {
+		// Recipients store answered before the error keep their result.
+		// The others failed temporarily, and not as an attempt when
+		// store went away (DESIGN.md §2) or queue is stopping.
+		gone := ctx.Err() != nil
 		select {
 		case <-conn.Done():
-			// Store went away: not an attempt (DESIGN.md §2).
-			done := map[uint32]bool{}
-			for _, o := range res {
-				done[o.Seq] = true
-			}
-			var rest []*Recipient
-			for _, rc := range deliver {
-				if !done[rc.Seq] {
-					rest = append(rest, rc)
-				}
-			}
-			for i := range res {
-				res[i].Host, res[i].Transport = "store", "local"
-			}
-			outs = append(outs, res...)
-			deliver = rest
-			return notAttempt(err)
+			gone = true
 		default:
-		}
-		if ctx.Err() != nil {
-			return notAttempt(ctx.Err())
 		}
 		done := map[uint32]bool{}
 		for _, o := range res {
@@ -73,7 +58,7 @@ func (d *deliverer) deliverLocal(ctx context.Context, m *Message, rcpts []*Recip
 		}
 		for _, rc := range deliver {
 			if !done[rc.Seq] {
-				res = append(res, outcome{Seq: rc.Seq, Error: err.Error(), Status: "4.3.0"})
+				res = append(res, outcome{Seq: rc.Seq, Error: err.Error(), Status: "4.3.0", NotAttempt: gone})
 			}
 		}
 	}
