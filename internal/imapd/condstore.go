@@ -70,7 +70,7 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 	if err != nil {
 		return err
 	}
-	l, err := s.resolve(a.Set, cmd.UID)
+	l, err := c.resolveSet(a.Set, cmd.UID)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 	}
 	before := make([]uint64, len(l))
 	for j, i := range l {
-		before[j] = s.msgs[i].modseq
+		before[j] = s.at(i).modseq
 	}
 	ctx, cancel := c.callCtx()
 	defer cancel()
@@ -108,7 +108,7 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 	}
 	var failed []uint32
 	for j, i := range l {
-		m := &s.msgs[i]
+		m := s.at(i)
 		switch {
 		case inRanges(modified, m.uid):
 			if cmd.UID {

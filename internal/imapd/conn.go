@@ -120,11 +120,22 @@ type verb struct {
 
 // verbs is the table from command to handler and the states it is allowed
 // in (RFC 9051 §6). Commands the parser knows but that are missing here
-// answer BAD.
-var verbs map[string]verb
+// answer BAD. Files of the package add their commands in their init
+// functions with addVerbs.
+var verbs = map[string]verb{}
+
+// addVerbs adds commands to the verb table.
+func addVerbs(m map[string]verb) {
+	for name, v := range m {
+		if _, dup := verbs[name]; dup {
+			panic("imapd: command " + name + " registered twice")
+		}
+		verbs[name] = v
+	}
+}
 
 func init() {
-	verbs = map[string]verb{
+	addVerbs(map[string]verb{
 		// RFC 9051 §6.1: any state.
 		"CAPABILITY": {anyState, (*conn).cmdCapability},
 		"NOOP":       {anyState, (*conn).cmdNoop},
@@ -154,7 +165,7 @@ func init() {
 		"EXPUNGE":  {states(stateSelected), (*conn).cmdExpunge},
 		"FETCH":    {states(stateSelected), (*conn).cmdFetch},
 		"STORE":    {states(stateSelected), (*conn).cmdStore},
-	}
+	})
 }
 
 // respError is a handler's answer other than OK: the tagged status with
@@ -510,8 +521,27 @@ func (c *conn) capabilities() []string {
 		}
 		return l
 	}
-	return append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE", "UNSELECT", "CONDSTORE")
+	l = append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE", "UNSELECT", "CONDSTORE")
+	for _, e := range extraCaps {
+		if e.offered == nil || e.offered(c) {
+			l = append(l, e.name)
+		}
+	}
+	return l
 }
+
+// capEntry is a capability announced after login by the file that
+// implements it (addCaps in its init function); offered, when set, decides
+// per connection.
+type capEntry struct {
+	name    string
+	offered func(c *conn) bool
+}
+
+var extraCaps []capEntry
+
+// addCaps adds capabilities announced after login.
+func addCaps(l ...capEntry) { extraCaps = append(extraCaps, l...) }
 
 // mechanisms returns the SASL mechanisms to offer, strongest first: PLAIN
 // only under TLS, -PLUS only with tls-exporter binding data.
