@@ -624,13 +624,9 @@ func (c *conn) cmdEnable(cmd *imap.Command) error {
 	a := cmd.Args.(*imap.EnableArgs)
 	var enabled []string
 	for _, capa := range a.Caps {
-		// RFC 5161 §3.1: unknown capabilities are ignored.
-		if capa == "UTF8=ACCEPT" && !c.utf8 {
-			c.utf8, c.r.UTF8 = true, true
-			enabled = append(enabled, capa)
-		}
-		if capa == "CONDSTORE" && !c.condstore {
-			c.enableCondStore()
+		// RFC 5161 §3.1: unknown capabilities are ignored, and so are
+		// those already enabled.
+		if f := enablers[capa]; f != nil && f(c) {
 			enabled = append(enabled, capa)
 		}
 	}
@@ -640,6 +636,26 @@ func (c *conn) cmdEnable(cmd *imap.Command) error {
 	}
 	c.w.WriteString("\r\n")
 	return nil
+}
+
+// enablers are the capabilities ENABLE knows (RFC 5161), by upper-case
+// name; each enables its extension for the connection and reports whether
+// it was not enabled before. Files add theirs in their init functions.
+var enablers = map[string]func(c *conn) bool{
+	"UTF8=ACCEPT": func(c *conn) bool {
+		if c.utf8 {
+			return false
+		}
+		c.utf8, c.r.UTF8 = true, true
+		return true
+	},
+	"CONDSTORE": func(c *conn) bool {
+		if c.condstore {
+			return false
+		}
+		c.enableCondStore()
+		return true
+	},
 }
 
 func (c *conn) cmdNamespace(cmd *imap.Command) error {
