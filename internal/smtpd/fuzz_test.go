@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"moxd/internal/connlimit"
 	"moxd/internal/dns"
 	"moxd/internal/mailproto/smtp"
 	"moxd/internal/storage/storeclient"
@@ -44,7 +45,7 @@ func FuzzSession(f *testing.F) {
 			store:      &fakeStore{accounts: map[string]string{"mjl@example.org": "mjl", "postmaster": "mjl"}, results: map[string]storeclient.RcptState{}},
 			auth:       &fakeAuth{},
 			queue:      &fakeQueue{},
-			limiter:    newLimiter(nil, [3]int{}, [3]int{}, nil),
+			limiter:    connlimit.New(nil, [3]int{}, [3]int{}, nil),
 			now:        time.Now,
 		}
 		set := &settings{cfg: sc, resolver: dns.Offline()}

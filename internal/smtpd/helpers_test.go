@@ -23,6 +23,7 @@ import (
 
 	"moxd/internal/auth"
 	"moxd/internal/config"
+	"moxd/internal/connlimit"
 	"moxd/internal/dns"
 	"moxd/internal/mailproto/dmarc"
 	"moxd/internal/mailproto/smtp"
@@ -256,7 +257,7 @@ func startServer(t *testing.T, sc config.SMTPSlice, r dns.Resolver) *testServer 
 	if r == nil {
 		r = dns.Offline()
 	}
-	trusted, err := parseTrusted(sc.Limits.TrustedNetworks)
+	trusted, err := connlimit.ParseTrusted(sc.Limits.TrustedNetworks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func startServer(t *testing.T, sc config.SMTPSlice, r dns.Resolver) *testServer 
 		store:      ts.store,
 		auth:       ts.auth,
 		queue:      ts.queue,
-		limiter:    newLimiter(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections, nil),
+		limiter:    connlimit.New(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections, nil),
 		now:        time.Now,
 	}
 	ts.settings.Store(&settings{cfg: sc, resolver: r})

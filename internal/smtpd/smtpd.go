@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"moxd/internal/config"
+	"moxd/internal/connlimit"
 	"moxd/internal/dns"
 	"moxd/internal/ipc"
 	"moxd/internal/keys/keyclient"
@@ -40,7 +41,7 @@ type server struct {
 	store      mailStore
 	auth       authenticator
 	queue      queueService
-	limiter    *limiter
+	limiter    *connlimit.Limiter
 	now        func() time.Time
 	connID     atomic.Uint64
 	// settings change on reload; a connection keeps those it started
@@ -68,19 +69,6 @@ func newResolver(d config.DNSSlice, log *slog.Logger) (dns.Resolver, error) {
 		return nil, fmt.Errorf("dns resolver (option [dns] in moxd.conf): %w", err)
 	}
 	return c, nil
-}
-
-// parseTrusted parses the trusted networks of the limits.
-func parseTrusted(l []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range l {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("trusted network %q: %v", s, err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }
 
 // Run serves the smtp or submission role.
@@ -127,7 +115,7 @@ func Run(ctx context.Context, w *worker.Worker) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				srv.limiter.sweep()
+				srv.limiter.Sweep()
 			}
 		}
 	}()
@@ -160,7 +148,7 @@ func newServer(slice config.Slice, w *worker.Worker) (*server, error) {
 		store:      storeAdapter{storeclient.NewDeliverer(storePeer)},
 		auth:       storeclient.NewAuth(storePeer),
 		queue:      newQueueAdapter(queuePeer, sc.Submission),
-		limiter:    newLimiter(nil, [3]int{}, [3]int{}, nil),
+		limiter:    connlimit.New(nil, [3]int{}, [3]int{}, nil),
 		now:        time.Now,
 	}
 	if err := srv.reconfigure(sc, w.Log); err != nil {
@@ -172,7 +160,7 @@ func newServer(slice config.Slice, w *worker.Worker) (*server, error) {
 // reconfigure applies a (new) slice: limits, delays, DNS. Connections
 // already open keep the settings they started with.
 func (srv *server) reconfigure(sc config.SMTPSlice, log *slog.Logger) error {
-	trusted, err := parseTrusted(sc.Limits.TrustedNetworks)
+	trusted, err := connlimit.ParseTrusted(sc.Limits.TrustedNetworks)
 	if err != nil {
 		return err
 	}
@@ -182,7 +170,7 @@ func (srv *server) reconfigure(sc config.SMTPSlice, log *slog.Logger) error {
 	} else if set.resolver, err = newResolver(sc.DNS, log); err != nil {
 		return err
 	}
-	srv.limiter.setLimits(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections)
+	srv.limiter.SetLimits(trusted, sc.Limits.ConnectionsPerMinute, sc.Limits.ConcurrentConnections)
 	srv.settings.Store(set)
 	return nil
 }
@@ -195,7 +183,7 @@ func (srv *server) serve(ctx context.Context, conn net.Conn, cfg smtp.Config, ki
 	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 		ip = ta.AddrPort().Addr().Unmap()
 	}
-	release, err := srv.limiter.acquire(ip)
+	release, err := srv.limiter.Acquire(ip)
 	if err != nil {
 		srv.refusedLimit.Add(1)
 		log.Info("connection refused by limits", "remote", ip, "reason", err)

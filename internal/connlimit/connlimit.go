@@ -1,4 +1,7 @@
-package smtpd
+// Package connlimit counts connections per IP prefix for the network
+// roles (smtp, submission, imap) and refuses those over the [limits] of
+// moxd.conf.
+package connlimit
 
 import (
 	"fmt"
@@ -7,7 +10,7 @@ import (
 	"time"
 )
 
-// Connection limits per IP prefix (issue: abuse limits). Each connection is
+// Connection limits per IP prefix. Each connection is
 // counted in three prefixes of its address: IPv4 /32, /26 and /21, IPv6
 // /64, /48 and /32. Per prefix there is a limit on concurrent connections
 // and on new connections per minute (a token bucket that refills evenly).
@@ -17,8 +20,8 @@ import (
 // prefixBits are the prefix lengths of the three levels.
 var prefixBits = [3][2]int{{32, 64}, {26, 48}, {21, 32}}
 
-// limiter enforces the per-prefix limits. It is safe for concurrent use.
-type limiter struct {
+// Limiter enforces the per-prefix limits. It is safe for concurrent use.
+type Limiter struct {
 	trusted    []netip.Prefix
 	perMinute  [3]int
 	concurrent [3]int
@@ -35,11 +38,12 @@ type limitEntry struct {
 	at     time.Time // when tokens was computed
 }
 
-func newLimiter(trusted []netip.Prefix, perMinute, concurrent [3]int, now func() time.Time) *limiter {
+// New returns a Limiter; now nil means time.Now.
+func New(trusted []netip.Prefix, perMinute, concurrent [3]int, now func() time.Time) *Limiter {
 	if now == nil {
 		now = time.Now
 	}
-	return &limiter{trusted: trusted, perMinute: perMinute, concurrent: concurrent, now: now, entries: map[netip.Prefix]*limitEntry{}}
+	return &Limiter{trusted: trusted, perMinute: perMinute, concurrent: concurrent, now: now, entries: map[netip.Prefix]*limitEntry{}}
 }
 
 // prefixes returns the three prefixes ip is counted in.
@@ -58,7 +62,7 @@ func prefixes(ip netip.Addr) [3]netip.Prefix {
 
 // trustedIP reports whether ip is in a trusted network. Called with mu
 // held.
-func (l *limiter) trustedIP(ip netip.Addr) bool {
+func (l *Limiter) trustedIP(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	for _, p := range l.trusted {
 		if p.Contains(ip) {
@@ -68,16 +72,16 @@ func (l *limiter) trustedIP(ip netip.Addr) bool {
 	return false
 }
 
-// setLimits changes the limits; connections already counted stay counted.
-func (l *limiter) setLimits(trusted []netip.Prefix, perMinute, concurrent [3]int) {
+// SetLimits changes the limits; connections already counted stay counted.
+func (l *Limiter) SetLimits(trusted []netip.Prefix, perMinute, concurrent [3]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.trusted, l.perMinute, l.concurrent = trusted, perMinute, concurrent
 }
 
-// acquire counts a new connection from ip. It returns a release function to
+// Acquire counts a new connection from ip. It returns a release function to
 // call when the connection ends, or an error saying which limit was hit.
-func (l *limiter) acquire(ip netip.Addr) (release func(), err error) {
+func (l *Limiter) Acquire(ip netip.Addr) (release func(), err error) {
 	if !ip.IsValid() {
 		return func() {}, nil
 	}
@@ -127,8 +131,8 @@ func (l *limiter) acquire(ip netip.Addr) (release func(), err error) {
 	}, nil
 }
 
-// sweep forgets prefixes without connections whose bucket is full again.
-func (l *limiter) sweep() {
+// Sweep forgets prefixes without connections whose bucket is full again.
+func (l *Limiter) Sweep() {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -143,9 +147,23 @@ func (l *limiter) sweep() {
 	}
 }
 
-// size is the number of prefixes tracked, for status and tests.
-func (l *limiter) size() int {
+// Size is the number of prefixes tracked, for status and tests.
+func (l *Limiter) Size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.entries)
+}
+
+// ParseTrusted parses trusted networks, CIDR prefixes as the config slice
+// carries them.
+func ParseTrusted(l []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range l {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted network %q: %v", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
