@@ -63,7 +63,7 @@ type DNS struct {
 
 // SMTP is the [smtp] section.
 type SMTP struct {
-	MaxMessageSize string `toml:"max_message_size" doc:"Largest message accepted, announced with SMTP SIZE (RFC 1870): a number of bytes, optionally followed by K, M, G or T (powers of 1024), at least 1K and at most 16G. moxd-store applies the same limit to every message it stores."`
+	MaxMessageSize string `toml:"max_message_size" doc:"Largest message accepted, announced with SMTP SIZE (RFC 1870) and IMAP APPENDLIMIT (RFC 7889): a number of bytes, optionally followed by K, M, G or T (powers of 1024), at least 1K and at most 16G. moxd-store applies the same limit to every message it stores."`
 	MaxRecipients  int    `toml:"max_recipients" doc:"Most recipients accepted in one SMTP transaction (announced as LIMITS RCPTMAX, RFC 9422). At least 100, as RFC 5321 section 4.5.3.1.8 requires, at most 100000."`
 	RequireTLS     bool   `toml:"requiretls" doc:"Announce and honour REQUIRETLS (RFC 8689): a sender may demand that its message travels only over verified TLS."`
 	RejectDMARC    bool   `toml:"reject_dmarc" doc:"Refuse incoming messages (SMTP 550) whose DMARC evaluation fails when the sender's domain publishes policy p=reject (RFC 7489). When false, they are accepted, with the failed evaluation in their Authentication-Results header."`
@@ -235,6 +235,28 @@ type Account struct {
 	Destinations                 []Destination `toml:"destination" doc:"A destination: mail to its address is delivered into a mailbox of this account other than the Inbox. Repeat [[account.destination]] for more destinations."`
 	Routes                       []Route       `toml:"route" doc:"A route of messages this account sends, evaluated before those of the sender's domain and the global ones (see [[route]]). Repeat [[account.route]] for more routes."`
 	Webhooks                     []Webhook     `toml:"webhook" doc:"A webhook: an HTTP POST with a JSON body to a URL of yours for each event of the account's outgoing mail (kind \"outgoing\") or for each message delivered to the account (kind \"incoming\"). At most one per kind. Webhooks have their own queue in moxd-queue, with retries; \"moxctl queue webhooks\" lists them."`
+	// Absent (nil) means true.
+	AutomaticJunkFlags *bool      `toml:"automatic_junk_flags" omitempty:"true" example:"false" doc:"Set the IMAP keyword $Junk or $NotJunk (RFC 9051 section 2.3.2) on every message saved into a mailbox by delivery, APPEND, COPY or MOVE, from the name of that mailbox, in the same step. Absent means true. Without [[account.junk_flag]] rules these defaults apply: Junk and Spam, and the mailboxes below them, get $Junk; INBOX, mailboxes whose name starts with Neutral, Postmaster, DMARC, TLSRPT and Rejects (and those below them) get neither; every other mailbox gets $NotJunk. Names compare without case. A $Junk or $NotJunk given with APPEND or at delivery is kept. moxd-store also records, per message, the junk state its keywords ask for, for a junk filter to train on; moxd has no such filter yet. false leaves the keywords as the messages come."`
+	JunkFlags          []JunkFlag `toml:"junk_flag" doc:"A rule of the automatic junk flags (see automatic_junk_flags). The first rule whose mailbox pattern matches the name of the mailbox a message is saved into decides; a mailbox no rule matches keeps the keywords of the messages saved into it. Any rule replaces all the defaults, so end with mailbox = \".*\" to give every other mailbox a flag. Repeat [[account.junk_flag]] for more rules, in order."`
+}
+
+// JunkFlag is one [[account.junk_flag]] section. The json tags are for
+// StoreAccount.
+type JunkFlag struct {
+	Mailbox string `toml:"mailbox" json:"mailbox" example:"'(junk|spam)(/.*)?'" doc:"Go regular expression (https://pkg.go.dev/regexp/syntax) that must match the whole mailbox name, compared without case; levels are separated by \"/\". \"(junk|spam)(/.*)?\" matches Junk, SPAM and Junk/Phishing, not Junkyard; \"lists/.*\" every mailbox below Lists; \".*\" every mailbox."`
+	Flag    string `toml:"flag" json:"flag" example:"'$Junk'" doc:"What a message saved into a matching mailbox gets: \"$Junk\" (and $NotJunk removed), \"$NotJunk\" (and $Junk removed), or \"none\" (both removed). Case is ignored."`
+}
+
+// The values of JunkFlag.Flag, as validation normalizes them.
+const (
+	JunkFlagJunk    = "$Junk"
+	JunkFlagNotJunk = "$NotJunk"
+	JunkFlagNone    = "none"
+)
+
+// JunkFlagsOn reports whether the account has automatic junk flags.
+func (a *Account) JunkFlagsOn() bool {
+	return a.AutomaticJunkFlags == nil || *a.AutomaticJunkFlags
 }
 
 // Webhook is one [[account.webhook]] section.

@@ -17,7 +17,7 @@ type Slice struct {
 	SMTP  *SMTPSlice  `json:"smtp,omitempty"`
 	Store *StoreSlice `json:"store,omitempty"`
 	Queue *QueueSlice `json:"queue,omitempty"`
-	IMAP  *NetSlice   `json:"imap,omitempty"`
+	IMAP  *IMAPSlice  `json:"imap,omitempty"`
 	Web   *NetSlice   `json:"web,omitempty"`
 }
 
@@ -255,8 +255,19 @@ type AddrAlias struct {
 	MembersMaySend bool `json:"members_may_send,omitempty"`
 }
 
-// NetSlice is what imap and web need for now.
+// NetSlice is what web needs for now.
 type NetSlice struct{}
+
+// IMAPSlice is what moxd-imap needs.
+type IMAPSlice struct {
+	// Localserve: LOGIN and AUTHENTICATE PLAIN are also allowed without
+	// TLS on loopback connections (README "localserve").
+	Localserve bool `json:"localserve,omitempty"`
+	// MaxMessageSize is the largest message APPEND accepts, in bytes
+	// (max_message_size).
+	MaxMessageSize int64       `json:"max_message_size"`
+	Limits         LimitsSlice `json:"limits"`
+}
 
 // StoreSlice is what moxd-store needs: the accounts it keeps and the
 // addresses that deliver to them.
@@ -289,6 +300,13 @@ type StoreAccount struct {
 	// IncomingWebhook: the account has an incoming [[account.webhook]];
 	// store tells queue about every delivery to it (queue has the URL).
 	IncomingWebhook bool `json:"incoming_webhook,omitempty"`
+	// NoJunkFlags turns automatic junk flags off (automatic_junk_flags =
+	// false). Otherwise JunkFlags are the rules ([[account.junk_flag]]),
+	// in order, validated: patterns compile with JunkFlagPattern, flags
+	// are JunkFlagJunk, JunkFlagNotJunk or JunkFlagNone. Empty: store's
+	// default rules.
+	NoJunkFlags bool       `json:"no_junk_flags,omitempty"`
+	JunkFlags   []JunkFlag `json:"junk_flags,omitempty"`
 }
 
 // QueueWebhook is one [[account.webhook]].

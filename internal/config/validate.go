@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -995,7 +997,50 @@ func (v *dynValidator) checkAccounts() {
 		v.checkUnixUsers(i, p)
 		v.checkRoutes(p, acc.Routes)
 		v.checkWebhooks(p, acc.Webhooks)
+		v.checkJunkFlags(p, acc.JunkFlags)
 	}
+}
+
+// checkJunkFlags checks the [[account.junk_flag]] rules at p and
+// normalizes their flags.
+func (v *dynValidator) checkJunkFlags(p keyPath, l []JunkFlag) {
+	for i := range l {
+		r := &l[i]
+		rp := p.with("junk_flag", index(i))
+		if r.Mailbox == "" {
+			v.add(rp.with("mailbox"), "required: a regular expression for the mailbox names the rule is for, e.g. \"(junk|spam)(/.*)?\", or \".*\" for every mailbox")
+		} else if _, err := JunkFlagPattern(r.Mailbox); err != nil {
+			v.add(rp.with("mailbox"), "%v", err)
+		}
+		switch strings.ToLower(r.Flag) {
+		case "$junk":
+			r.Flag = JunkFlagJunk
+		case "$notjunk":
+			r.Flag = JunkFlagNotJunk
+		case "none":
+			r.Flag = JunkFlagNone
+		case "":
+			v.add(rp.with("flag"), "required: \"$Junk\", \"$NotJunk\" or \"none\"")
+		default:
+			v.add(rp.with("flag"), "%q is not a junk flag; use \"$Junk\", \"$NotJunk\" or \"none\" (to remove both)", r.Flag)
+		}
+	}
+}
+
+// JunkFlagPattern compiles the mailbox pattern of an [[account.junk_flag]]
+// rule: a Go regular expression that must match the whole mailbox name,
+// compared without case.
+func JunkFlagPattern(s string) (*regexp.Regexp, error) {
+	// Parsed alone first, so that an error names the pattern as written
+	// and the pattern cannot reach outside the group around it.
+	if _, err := syntax.Parse(s, syntax.Perl); err != nil {
+		var se *syntax.Error
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%q is not a regular expression: %s: %q (syntax: https://pkg.go.dev/regexp/syntax)", s, se.Code, se.Expr)
+		}
+		return nil, fmt.Errorf("%q is not a regular expression: %v", s, err)
+	}
+	return regexp.Compile(`(?i)^(?:` + s + `)$`)
 }
 
 // checkWebhooks checks the [[account.webhook]] sections at p.

@@ -290,7 +290,7 @@ func sampleMessages() []Message {
 		&MailboxChange{Session: 11, Op: MailboxRename, Name: "Old", NewName: "Archive/Old"},
 		&MessagesReq{Ref: MailboxRef{11, 1, 1}, FromUID: 1, Max: 400},
 		&MessageBatch{Keywords: []string{"$Junk", "work"}, Messages: []MessageMeta{
-			{UID: 1, ModSeq: 5, CreateSeq: 2, Flags: FlagSeen, Keywords: []uint16{1}, Size: 2000, Received: 1700000000},
+			{UID: 1, ModSeq: 5, CreateSeq: 2, Flags: FlagSeen, Keywords: []uint16{1}, Size: 2000, Received: 1700000000, SaveDate: 1700000360},
 			{UID: 3, ModSeq: 6, CreateSeq: 6, Keywords: []uint16{0, 1}, Size: 1000},
 		}, Next: 4},
 		&MessageOpen{Ref: MailboxRef{11, 1, 1}, UID: 3, DetailOffset: 14336},
@@ -304,6 +304,13 @@ func sampleMessages() []Message {
 		&Expunged{UIDs: []UIDRange{{2, 4}}, ModSeq: 21},
 		&Append{Session: 11, Name: "Drafts", Flags: FlagDraft | FlagSeen, Keywords: []string{"$MDNSent"}, Received: 1700000000},
 		&Appended{UIDValidity: 5, UID: 99, ModSeq: 22},
+		&AppendMessages{Session: 11, Name: "Drafts", Offset: 512, Keywords: []string{"$MDNSent", "work"}, Messages: []AppendEntry{
+			{Size: 1200, Flags: FlagSeen, Keywords: []uint16{1}, Received: 1700000000},
+			{Size: 0, Keywords: []uint16{0, 1}},
+		}},
+		&AppendedMessages{UIDValidity: 5, UIDs: []UIDRange{{99, 100}}, ModSeq: 23},
+		&QuotaGet{Session: 11},
+		&QuotaInfo{Used: 123456, Messages: 17, Limit: 1 << 30},
 		&ChangesReq{Ref: MailboxRef{11, 1, 1}, Since: 5, AfterModSeq: 7, AfterUID: 3, Max: 400},
 		&ChangesReply{Keywords: []string{"a"}, Changed: []MessageMeta{{UID: 1, ModSeq: 6, Keywords: []uint16{0}}},
 			Vanished: []UIDRange{{2, 3}}, LastModSeq: 9, LastUID: 2, More: true, HighestModSeq: 30},

@@ -152,6 +152,12 @@ const (
 	TypeChangesReply   MsgType = 0x07ab
 	TypeSearchResult   MsgType = 0x07ac
 
+	// session: MULTIAPPEND (msg_append.go) and QUOTA (msg_quota.go).
+	TypeAppendMessages   MsgType = 0x072d
+	TypeQuotaGet         MsgType = 0x072e
+	TypeAppendedMessages MsgType = 0x07ad
+	TypeQuotaInfo        MsgType = 0x07ae
+
 	TypeNewSpool      MsgType = 0x0801
 	TypeAddRecipients MsgType = 0x0802
 	TypeSubmit        MsgType = 0x0803
@@ -293,6 +299,11 @@ var messageTable = map[MsgType]msgInfo{
 	TypeChangesReply:   {"session.ChangesReply", FamSession, kindReply, func() Message { return new(ChangesReply) }, 0},
 	TypeSearch:         {"session.Search", FamSession, kindRequest, func() Message { return new(Search) }, TypeSearchResult},
 	TypeSearchResult:   {"session.SearchResult", FamSession, kindReply, func() Message { return new(SearchResult) }, 0},
+
+	TypeAppendMessages:   {"session.AppendMessages", FamSession, kindRequest, func() Message { return new(AppendMessages) }, TypeAppendedMessages},
+	TypeAppendedMessages: {"session.AppendedMessages", FamSession, kindReply, func() Message { return new(AppendedMessages) }, 0},
+	TypeQuotaGet:         {"session.QuotaGet", FamSession, kindRequest, func() Message { return new(QuotaGet) }, TypeQuotaInfo},
+	TypeQuotaInfo:        {"session.QuotaInfo", FamSession, kindReply, func() Message { return new(QuotaInfo) }, 0},
 
 	TypeNewSpool:      {"submit.NewSpool", FamSubmit, kindRequest, func() Message { return new(NewSpool) }, TypeSpoolPipe},
 	TypeSpoolPipe:     {"submit.SpoolPipe", FamSubmit, kindReply, func() Message { return new(SpoolPipe) }, 0},

@@ -281,6 +281,10 @@ type MessageMeta struct {
 	Keywords  []uint16
 	Size      int64
 	Received  int64 // Unix seconds
+	// SaveDate is when the message was saved into this mailbox, in Unix
+	// seconds (RFC 8514 §2); for messages saved before moxd kept save dates,
+	// the Received time.
+	SaveDate int64
 }
 
 func encodeMetas(e *Encoder, keywords []string, l []MessageMeta) {
@@ -300,6 +304,7 @@ func encodeMetas(e *Encoder, keywords []string, l []MessageMeta) {
 		}
 		e.Int64(m.Size)
 		e.Int64(m.Received)
+		e.Int64(m.SaveDate)
 	}
 }
 
@@ -323,6 +328,7 @@ func decodeMetas(d *Decoder) ([]string, []MessageMeta) {
 		}
 		m.Size = d.Int64()
 		m.Received = d.Int64()
+		m.SaveDate = d.Int64()
 		l = append(l, m)
 	}
 	return keywords, l
@@ -728,7 +734,9 @@ const (
 	SearchBody       uint8 = 16 // Text
 	SearchText       uint8 = 17 // Text
 	SearchModSeq     uint8 = 18 // Number
-	searchMaxOp            = SearchModSeq
+	SearchOlder      uint8 = 19 // Number: Unix seconds; received before it (RFC 5032 OLDER)
+	SearchYounger    uint8 = 20 // Number: Unix seconds; received at or after it (RFC 5032 YOUNGER)
+	searchMaxOp            = SearchYounger
 )
 
 // SearchNode is one node of a search key tree.

@@ -444,7 +444,7 @@ func (m *Master) updateSlice(p *proc, cfg *config.Config) {
 	case ipc.RoleSMTP, ipc.RoleSubmission:
 		s.SMTP = smtpSlice(cfg, m.dns, p.role == ipc.RoleSubmission)
 	case ipc.RoleIMAP:
-		s.IMAP = &config.NetSlice{}
+		s.IMAP = &config.IMAPSlice{Localserve: cfg.Static.Localserve, MaxMessageSize: cfg.Static.MaxMessageBytes(), Limits: cfg.Static.LimitsSlice()}
 	case ipc.RoleWeb:
 		s.Web = &config.NetSlice{}
 	}
@@ -469,7 +469,7 @@ func storeSlice(cfg *config.Config) *config.StoreSlice {
 	}
 	for _, a := range cfg.Dynamic.Accounts {
 		ss.Accounts = append(ss.Accounts, config.StoreAccount{Name: a.Name, Addresses: a.Addresses, Quota: a.QuotaBytes(), Destinations: a.DestinationMap(),
-			IncomingWebhook: a.HasIncomingWebhook()})
+			IncomingWebhook: a.HasIncomingWebhook(), NoJunkFlags: !a.JunkFlagsOn(), JunkFlags: a.JunkFlags})
 	}
 	if cfg.Static.Localserve {
 		// README "localserve": every address is accepted.

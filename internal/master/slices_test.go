@@ -171,6 +171,10 @@ func TestRoleSlices(t *testing.T) {
 	if got := l[ipc.RoleStore].Store; !reflect.DeepEqual(got, wantStore) {
 		t.Errorf("store slice\n got %+v\nwant %+v", got, wantStore)
 	}
+	wantIMAP := &config.IMAPSlice{Localserve: true, MaxMessageSize: 10 << 20, Limits: wantLimits}
+	if got := l[ipc.RoleIMAP].IMAP; !reflect.DeepEqual(got, wantIMAP) {
+		t.Errorf("imap slice\n got %+v\nwant %+v", got, wantIMAP)
+	}
 
 	// Without localserve, store has no fallback.
 	cfg = loadSliceConfig(t, strings.Replace(sliceConf, "localserve = true\n", "", 1), sliceDomains)
@@ -339,6 +343,30 @@ url = "https://hooks.example.com/out"
 	for _, a := range l[ipc.RoleQueue].Queue.Accounts {
 		if a.Name == "jo" && (len(a.Webhooks) != 2 || a.Webhooks[0].Kind != "incoming" || a.Webhooks[0].URL != "https://hooks.example.com/in") {
 			t.Errorf("queue account jo: webhooks %+v", a.Webhooks)
+		}
+	}
+}
+
+// TestSliceJunkFlags: the account's junk flag rules and their off switch
+// reach store, which applies them.
+func TestSliceJunkFlags(t *testing.T) {
+	domains := strings.Replace(sliceDomains, "quota = \"1G\"\n", "quota = \"1G\"\nautomatic_junk_flags = false\n", 1) + `
+[[account.junk_flag]]
+mailbox = "spam"
+flag = "$Junk"
+`
+	cfg := loadSliceConfig(t, sliceConf, domains)
+	l := slicesOf(t, cfg, config.DNSSlice{})
+	for _, a := range l[ipc.RoleStore].Store.Accounts {
+		switch a.Name {
+		case "jo":
+			if !a.NoJunkFlags || len(a.JunkFlags) != 1 || a.JunkFlags[0].Mailbox != "spam" {
+				t.Errorf("store account jo: no junk flags %v, rules %+v; want off with the one rule", a.NoJunkFlags, a.JunkFlags)
+			}
+		default:
+			if a.NoJunkFlags || len(a.JunkFlags) != 0 {
+				t.Errorf("store account %s: no junk flags %v, rules %+v; want the defaults", a.Name, a.NoJunkFlags, a.JunkFlags)
+			}
 		}
 	}
 }

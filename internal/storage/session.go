@@ -148,6 +148,10 @@ func (sv *service) serveSession(ctx context.Context, ch channelKey, req *ipc.Req
 		sessID = m.Session
 	case *ipc.Append:
 		sessID = m.Session
+	case *ipc.AppendMessages:
+		sessID = m.Session
+	case *ipc.QuotaGet:
+		sessID = m.Session
 	case *ipc.MessagesReq:
 		sessID = m.Ref.Session
 	case *ipc.MessageOpen:
@@ -211,6 +215,13 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 			msgs = msgs[:limit]
 		}
 		batch.Keywords, batch.Messages = metas(msgs)
+		// Many keywords make a full page larger than a frame: send fewer.
+		for len(msgs) > 1 && !fitsFrame(batch) {
+			n := len(msgs) * 3 / 4
+			batch.Next = msgs[n].UID
+			msgs = msgs[:n]
+			batch.Keywords, batch.Messages = metas(msgs)
+		}
 		return batch, nil, nil
 
 	case *ipc.MessageOpen:
@@ -285,18 +296,32 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 		}
 		return &ipc.Appended{UIDValidity: d.UIDValidity, UID: d.UID, ModSeq: d.ModSeq}, nil, nil
 
+	case *ipc.AppendMessages:
+		return sv.appendMessages(ctx, a, m, req.Files[0])
+
+	case *ipc.QuotaGet:
+		used, n := a.Usage()
+		return &ipc.QuotaInfo{Used: used, Messages: n, Limit: a.Quota()}, nil, nil
+
 	case *ipc.ChangesReq:
 		// Vanished UIDs travel as ranges: a page of scattered UIDs must
 		// fit MaxRanges too.
 		limit := min(pageSize(m.Max), ipc.MaxRanges)
-		p, err := a.ChangesAfter(m.Ref.Mailbox, m.Ref.UIDValidity, m.Since, m.AfterModSeq, m.AfterUID, limit)
-		if err != nil {
-			return nil, nil, err
+		for {
+			p, err := a.ChangesAfter(m.Ref.Mailbox, m.Ref.UIDValidity, m.Since, m.AfterModSeq, m.AfterUID, limit)
+			if err != nil {
+				return nil, nil, err
+			}
+			reply := &ipc.ChangesReply{HighestModSeq: p.HighestModSeq, More: p.More, LastModSeq: p.LastModSeq, LastUID: p.LastUID}
+			reply.Keywords, reply.Changed = metas(p.Changed)
+			reply.Vanished, _ = toRanges(p.Vanished)
+			// A page larger than a frame (many keywords) is asked for
+			// again with fewer entries.
+			if limit == 1 || fitsFrame(reply) {
+				return reply, nil, nil
+			}
+			limit = max(1, limit*3/4)
 		}
-		reply := &ipc.ChangesReply{HighestModSeq: p.HighestModSeq, More: p.More, LastModSeq: p.LastModSeq, LastUID: p.LastUID}
-		reply.Keywords, reply.Changed = metas(p.Changed)
-		reply.Vanished, _ = toRanges(p.Vanished)
-		return reply, nil, nil
 
 	case *ipc.Search:
 		uids, err := a.Search(ctx, m.Ref.Mailbox, m.Ref.UIDValidity, searchKey(m.Key, m.FromUID))
@@ -312,6 +337,56 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 		return reply, nil, nil
 	}
 	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "unexpected %T", req.Msg)
+}
+
+// appendMessages answers AppendMessages (IMAP APPEND and MULTIAPPEND):
+// the messages in f are received into bodies of their own and committed
+// together.
+func (sv *service) appendMessages(ctx context.Context, a *account.Account, m *ipc.AppendMessages, f *os.File) (ipc.Message, []*os.File, error) {
+	defer f.Close()
+	sizes := make([]int64, len(m.Messages))
+	for i, e := range m.Messages {
+		sizes[i] = e.Size
+	}
+	bodies, err := account.BodiesFromFile(ctx, sv.store.tmpDir, f, m.Offset, sizes, sv.bodies.max())
+	if err != nil {
+		return nil, nil, appendError(err)
+	}
+	defer func() {
+		for _, b := range bodies {
+			b.Remove()
+		}
+	}()
+	ds := make([]account.Delivery, len(bodies))
+	for i, e := range m.Messages {
+		ds[i] = account.Delivery{Body: bodies[i], Flags: account.Flags(e.Flags)}
+		for _, k := range e.Keywords {
+			ds[i].Keywords = append(ds[i].Keywords, m.Keywords[k])
+		}
+		if e.Received != 0 {
+			ds[i].Received = time.Unix(e.Received, 0)
+		}
+	}
+	res, err := a.AppendAll(ctx, m.Name, ds)
+	if err != nil {
+		return nil, nil, appendError(err)
+	}
+	uids := make([]uint32, len(res))
+	for i, r := range res {
+		uids[i] = r.UID
+	}
+	reply := &ipc.AppendedMessages{UIDValidity: res[0].UIDValidity, ModSeq: res[len(res)-1].ModSeq}
+	reply.UIDs, _ = toRanges(uids) // at most MaxAppendMessages: never cut
+	return reply, nil, nil
+}
+
+// appendError is accountError, with a message over the size limit as
+// CodeLimit: IMAP answers it with [TOOBIG].
+func appendError(err error) error {
+	if errors.Is(err, account.ErrTooLarge) {
+		return ipc.Errorf(ipc.CodeLimit, "%v", err)
+	}
+	return accountError(err)
 }
 
 func mailboxInfo(mb account.Mailbox) ipc.MailboxInfo {
@@ -424,6 +499,12 @@ func messageOpen(a *account.Account, m *ipc.MessageOpen) (ipc.Message, []*os.Fil
 	return reply, []*os.File{f}, nil
 }
 
+// fitsFrame reports whether m encodes within one IPC frame.
+func fitsFrame(m ipc.Message) bool {
+	_, err := ipc.PayloadSize(m)
+	return err == nil
+}
+
 // metas converts messages to their IPC form with a shared keyword table.
 func metas(msgs []account.Message) ([]string, []ipc.MessageMeta) {
 	var table []string
@@ -437,6 +518,7 @@ func metas(msgs []account.Message) ([]string, []ipc.MessageMeta) {
 			Flags:     uint8(m.Flags),
 			Size:      m.Size,
 			Received:  m.Received.Unix(),
+			SaveDate:  m.SaveDate.Unix(),
 		}
 		for _, k := range capKeywords(m.Keywords) {
 			i, ok := index[k]
@@ -541,6 +623,10 @@ func convertSearch(n ipc.SearchNode) account.SearchKey {
 		k.Op = account.SearchText
 	case ipc.SearchModSeq:
 		k.Op, k.ModSeq = account.SearchModSeq, uint64(n.Number)
+	case ipc.SearchOlder:
+		k.Op, k.Date = account.SearchReceivedBefore, date
+	case ipc.SearchYounger:
+		k.Op, k.Date = account.SearchReceivedSince, date
 	}
 	return k
 }

@@ -49,6 +49,7 @@ type Store struct {
 	fallback   string            // account for every address that resolves to nothing
 	postmaster string            // account of the bare "postmaster" recipient
 	quotas     map[string]int64
+	junk       map[string]account.JunkRules
 	hooks      map[string]bool // accounts with an incoming webhook; replaced, never changed
 	open       map[string]*account.Account
 	removing   map[string]bool // accounts between RemovePrepare and RemoveFinish/Cancel
@@ -76,6 +77,7 @@ func openStore(dir string, log *slog.Logger, now func() time.Time) (*Store, erro
 		addrs:    map[string]string{},
 		book:     &addrbook.Book{},
 		quotas:   map[string]int64{},
+		junk:     map[string]account.JunkRules{},
 		open:     map[string]*account.Account{},
 		removing: map[string]bool{},
 	}
@@ -114,12 +116,19 @@ func normAddress(addr string) string {
 func (s *Store) configure(slice config.StoreSlice) error {
 	addrs := map[string]string{}
 	quotas := map[string]int64{}
+	junk := map[string]account.JunkRules{}
 	hooks := map[string]bool{}
 	configured := map[string]bool{}
 	var bookAccounts []addrbook.Account
+	var errs []error
 	for _, a := range slice.Accounts {
 		configured[a.Name] = true
 		quotas[a.Name] = a.Quota
+		r, err := junkRules(a)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		junk[a.Name] = r
 		if a.IncomingWebhook {
 			hooks[a.Name] = true
 		}
@@ -130,7 +139,6 @@ func (s *Store) configure(slice config.StoreSlice) error {
 		}
 		bookAccounts = append(bookAccounts, addrbook.Account{Name: a.Name, Addresses: a.Addresses, Destinations: a.Destinations})
 	}
-	var errs []error
 	book, err := addrbook.New(slice.Domains, bookAccounts)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("addresses: %w", err))
@@ -154,10 +162,12 @@ func (s *Store) configure(slice config.StoreSlice) error {
 	s.fallback = fallback
 	s.postmaster = postmaster
 	s.quotas = quotas
+	s.junk = junk
 	s.hooks = hooks
 	for name, a := range s.open {
 		a.SetQuota(quotas[name])
 		a.SetMaxMessage(maxMessage(slice))
+		a.SetJunkRules(junk[name])
 	}
 	s.mu.Unlock()
 
@@ -235,6 +245,7 @@ func (s *Store) settle(name string, configured bool) error {
 func (s *Store) accountOptions(name string) account.Options {
 	s.mu.Lock()
 	quota := s.quotas[name]
+	junk := s.junk[name]
 	max := maxMessage(s.slice)
 	s.mu.Unlock()
 	return account.Options{
@@ -242,12 +253,43 @@ func (s *Store) accountOptions(name string) account.Options {
 		Now:        s.now,
 		Quota:      quota,
 		MaxMessage: max,
+		Junk:       junk,
 		OnChange: func(ch account.Change) {
 			if s.onChange != nil {
 				s.onChange(name, ch)
 			}
 		},
 	}
+}
+
+// junkRules converts the automatic junk flag settings of an account,
+// which config validated, for the account package. A rule that does not
+// convert (a bug) turns the account's junk flags off rather than setting
+// wrong ones.
+func junkRules(a config.StoreAccount) (account.JunkRules, error) {
+	if a.NoJunkFlags {
+		return account.JunkRules{Off: true}, nil
+	}
+	var r account.JunkRules
+	for i, jf := range a.JunkFlags {
+		re, err := config.JunkFlagPattern(jf.Mailbox)
+		if err != nil {
+			return account.JunkRules{Off: true}, fmt.Errorf("account %s: junk_flag[%d].mailbox: %w; automatic junk flags are off", a.Name, i, err)
+		}
+		rule := account.JunkRule{Mailbox: re}
+		switch jf.Flag {
+		case config.JunkFlagJunk:
+			rule.Flag = account.JunkFlagJunk
+		case config.JunkFlagNotJunk:
+			rule.Flag = account.JunkFlagNotJunk
+		case config.JunkFlagNone:
+			rule.Flag = account.JunkFlagNeither
+		default:
+			return account.JunkRules{Off: true}, fmt.Errorf("account %s: junk_flag[%d].flag: unknown flag %q; automatic junk flags are off", a.Name, i, jf.Flag)
+		}
+		r.Rules = append(r.Rules, rule)
+	}
+	return r, nil
 }
 
 // Account returns the open account name, opening it if needed.

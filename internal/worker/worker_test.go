@@ -30,7 +30,7 @@ func TestDecodeSlice(t *testing.T) {
 		{name: "submission", in: `{"role":"submission","hostname":"mail.example.org","smtp":{"submission":true}}`,
 			want: &config.Slice{Role: "submission", Hostname: "mail.example.org", SMTP: &config.SMTPSlice{Submission: true}}},
 		{name: "imap", in: `{"role":"imap","hostname":"mail.example.org","imap":{}}`,
-			want: &config.Slice{Role: "imap", Hostname: "mail.example.org", IMAP: &config.NetSlice{}}},
+			want: &config.Slice{Role: "imap", Hostname: "mail.example.org", IMAP: &config.IMAPSlice{}}},
 		{name: "surrounding whitespace", in: " \n{\"role\":\"web\",\"hostname\":\"h\",\"web\":{}}\n ",
 			want: &config.Slice{Role: "web", Hostname: "h", Web: &config.NetSlice{}}},
 		{name: "unknown field", in: `{"role":"smtp","hostname":"h","relay":"evil.example"}`, wantErr: "relay"},

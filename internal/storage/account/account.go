@@ -49,6 +49,7 @@ type Options struct {
 	MaxMessage  int64            // body size limit; 0: 100 MiB
 	Quota       int64            // bytes; 0: unlimited. Deliveries and appends beyond it fail with ErrQuota.
 	LockTimeout time.Duration    // how long Open waits for the database lock; 0: 5s
+	Junk        JunkRules        // automatic junk flags (junk.go); the zero value: DefaultJunkRules
 	// OnChange is called after each commit, outside any transaction, on the
 	// commit goroutine: it must not block.
 	OnChange func(Change)
@@ -90,6 +91,7 @@ type Account struct {
 	db       *bolt.DB
 
 	maxMessage atomic.Int64
+	junk       atomic.Pointer[JunkRules]
 
 	quota      atomic.Int64
 	usageSize  atomic.Int64
@@ -164,6 +166,7 @@ func open(dir string, opts Options, create bool) (*Account, error) {
 		a.now = time.Now
 	}
 	a.SetMaxMessage(opts.MaxMessage)
+	a.SetJunkRules(opts.Junk)
 	a.quota.Store(opts.Quota)
 	timeout := opts.LockTimeout
 	if timeout <= 0 {

@@ -159,11 +159,11 @@ func TestDeliverAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Message{{UID: 1, ModSeq: res[0].ModSeq, CreateSeq: res[0].ModSeq, Flags: FlagSeen, Keywords: []string{"$Label1"}, Size: wantSum.Size, Received: now, FileID: msgs[0].FileID}}
-	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0].Keywords, want[0].Keywords) || !msgs[0].Received.Equal(now) {
+	want := []Message{{UID: 1, ModSeq: res[0].ModSeq, CreateSeq: res[0].ModSeq, Flags: FlagSeen, Keywords: []string{"$Label1"}, Size: wantSum.Size, Received: now, SaveDate: now, FileID: msgs[0].FileID}}
+	if len(msgs) != 1 || !reflect.DeepEqual(msgs[0].Keywords, want[0].Keywords) || !msgs[0].Received.Equal(now) || !msgs[0].SaveDate.Equal(now) {
 		t.Fatalf("messages %+v", msgs)
 	}
-	msgs[0].Received = now
+	msgs[0].Received, msgs[0].SaveDate = now, now
 	if !reflect.DeepEqual(msgs, want) {
 		t.Errorf("messages %+v, want %+v", msgs, want)
 	}

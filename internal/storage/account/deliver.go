@@ -127,6 +127,13 @@ func (w *wtx) deliver(d *Delivery, r *Delivered, mustExist bool) error {
 	if err != nil {
 		return err
 	}
+	// Junk flag rules apply unless the caller said junk or not (junk.go;
+	// RFC 9051 §6.3.12: the flags given with APPEND are set).
+	if !hasJunkKeyword(d.Keywords) {
+		if kwids, err = w.applyJunkRule(s.rec.Name, kwids); err != nil {
+			return err
+		}
+	}
 	received := d.Received
 	if received.IsZero() {
 		received = w.a.now()

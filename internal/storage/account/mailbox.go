@@ -496,7 +496,8 @@ func (w *wtx) renameInbox(inbox uint32, to string) error {
 		if len(uids) == 0 {
 			return nil
 		}
-		if _, err := w.copyMessages(ds, recs); err != nil {
+		// A rename, not a move: no junk flag rule applies.
+		if _, err := w.copyMessages(ds, recs, false); err != nil {
 			return err
 		}
 		if err := w.expungeMessages(src, uids, recs); err != nil {

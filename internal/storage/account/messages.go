@@ -36,9 +36,15 @@ type Message struct {
 	ModSeq, CreateSeq uint64
 	Flags             Flags
 	Keywords          []string
-	Size              int64 // prefix + file
-	Received          time.Time
-	FileID            uint64
+	Size              int64     // prefix + file
+	Received          time.Time // the IMAP internal date
+	// SaveDate is when the message was saved into this mailbox (RFC 8514
+	// §2): by delivery, APPEND, COPY, MOVE, an import, or RENAME of INBOX,
+	// which moves its messages. Flag changes leave it alone. Messages saved
+	// before moxd kept save dates have their Received time here.
+	SaveDate time.Time
+	Training Training // junk-filter training state (junk.go)
+	FileID   uint64
 }
 
 // UIDRange is an inclusive range of UIDs; Last 0xffffffff stands for "*".
@@ -245,9 +251,14 @@ func (w *wtx) useKeywords(s *mbState, ids []uint32) {
 }
 
 func toMessage(uid uint32, r *msgRec, kw []string) Message {
+	training := r.Training
+	if training == trainUnset {
+		training = trainingOfNames(kw)
+	}
 	return Message{
 		UID: uid, ModSeq: r.ModSeq, CreateSeq: r.CreateSeq, Flags: r.Flags, Keywords: kw,
-		Size: r.Size, Received: time.Unix(r.Received, 0), FileID: r.FileID,
+		Size: r.Size, Received: time.Unix(r.Received, 0), SaveDate: time.Unix(r.SaveDate, 0),
+		Training: training, FileID: r.FileID,
 	}
 }
 
@@ -579,8 +590,10 @@ func (w *wtx) collect(mb uint32, ranges []UIDRange, max int, keep func(*msgRec) 
 	return uids, recs, nil
 }
 
-// putMessage writes a message record and its modseq entry.
+// putMessage writes a message record and its modseq entry. It sets the
+// record's training state from its keywords (junk.go).
 func (w *wtx) putMessage(mb, uid uint32, r *msgRec) error {
+	w.setTraining(r)
 	if err := w.bucket(bucketMsgs).Put(msgKey(mb, uid), r.marshal()); err != nil {
 		return fmt.Errorf("write message: %w", err)
 	}
@@ -601,7 +614,7 @@ func (w *wtx) nextUID(s *mbState) (uint32, error) {
 	return uid, nil
 }
 
-// addMessage inserts a new message into mailbox s.
+// addMessage inserts a new message into mailbox s, saved now.
 func (w *wtx) addMessage(s *mbState, r msgRec) (uint32, error) {
 	uid, err := w.nextUID(s)
 	if err != nil {
@@ -609,6 +622,7 @@ func (w *wtx) addMessage(s *mbState, r msgRec) (uint32, error) {
 	}
 	r.ModSeq = w.modseq()
 	r.CreateSeq = r.ModSeq
+	r.SaveDate = w.a.now().Unix() // RFC 8514 §2: the time it was saved into s
 	if err := w.putMessage(s.id, uid, &r); err != nil {
 		return 0, err
 	}
@@ -664,11 +678,19 @@ func (w *wtx) decref(id uint64) error {
 }
 
 // copyMessages adds copies of recs to mailbox dst, sharing their files.
-func (w *wtx) copyMessages(dst *mbState, recs []msgRec) ([]uint32, error) {
+// With junkRules, the account's junk flag rules for dst apply to the copies.
+func (w *wtx) copyMessages(dst *mbState, recs []msgRec, junkRules bool) ([]uint32, error) {
 	uids := make([]uint32, 0, len(recs))
 	for _, r := range recs {
 		if err := w.incref(r.FileID); err != nil {
 			return nil, err
+		}
+		if junkRules {
+			kw, err := w.applyJunkRule(dst.rec.Name, r.Keywords)
+			if err != nil {
+				return nil, err
+			}
+			r.Keywords = kw
 		}
 		uid, err := w.addMessage(dst, r)
 		if err != nil {
@@ -903,7 +925,9 @@ func (a *Account) copyMove(ctx context.Context, mb, uidvalidity uint32, uids []U
 				return err
 			}
 		}
-		to, err := w.copyMessages(ds, recs)
+		// The destination's junk flag rule applies to what is copied or
+		// moved there (junk.go).
+		to, err := w.copyMessages(ds, recs, true)
 		if err != nil {
 			return err
 		}

@@ -331,6 +331,13 @@ func (r *summaryRec) add(m *msgRec, n int) {
 
 // msgRec is the value of the msgs bucket: the light per-message data that
 // FETCH FLAGS, SELECT-time caches and searches on flags read.
+//
+// Layout: the fields up to Keywords, as the first moxd wrote them, then
+// SaveDate and Training. Records written before those two existed end after
+// Keywords and still read: SaveDate reads as Received and Training as
+// trainUnset (see junk.go), and the next write of the record adds both. New
+// fields are added the same way, at the end, so that no record needs
+// rewriting and the record version stays 1.
 type msgRec struct {
 	FileID    uint64
 	Size      int64 // prefix + file
@@ -339,10 +346,12 @@ type msgRec struct {
 	CreateSeq uint64
 	Flags     Flags
 	Keywords  []uint32
+	SaveDate  int64    // Unix seconds: when the message was saved into its mailbox (RFC 8514 §2)
+	Training  Training // junk-filter training state; trainUnset only when read from an old record
 }
 
 func (r *msgRec) marshal() []byte {
-	e := &enc{b: make([]byte, 1, 32+len(r.Keywords)*2)}
+	e := &enc{b: make([]byte, 1, 40+len(r.Keywords)*2)}
 	e.b[0] = recordVersion
 	e.uvarint(r.FileID)
 	e.varint(r.Size)
@@ -351,6 +360,8 @@ func (r *msgRec) marshal() []byte {
 	e.uvarint(r.CreateSeq)
 	e.byte(byte(r.Flags))
 	e.ids(r.Keywords)
+	e.varint(r.SaveDate)
+	e.byte(byte(r.Training))
 	return e.b
 }
 
@@ -364,6 +375,17 @@ func parseMsgRec(b []byte) (msgRec, error) {
 	r.CreateSeq = d.uvarint()
 	r.Flags = Flags(d.byte())
 	r.Keywords = d.ids()
+	if d.err == nil && len(d.b) == 0 {
+		// A record from before save dates and training states.
+		r.SaveDate = r.Received
+		r.Training = trainUnset
+		return r, nil
+	}
+	r.SaveDate = d.varint()
+	r.Training = Training(d.byte())
+	if r.Training > TrainSpam && d.err == nil {
+		d.err = fmt.Errorf("%w: unknown training state %d", errCorrupt, r.Training)
+	}
 	return r, d.done()
 }
 

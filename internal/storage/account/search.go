@@ -46,6 +46,11 @@ const (
 	SearchBody       SearchOp = 16 // text parts contain Value
 	SearchText       SearchOp = 17 // header or text parts contain Value
 	SearchModSeq     SearchOp = 18 // modseq >= ModSeq (RFC 7162 §3.1.5)
+	// RFC 5032 OLDER and YOUNGER: the received time against the instant
+	// Date, at second precision (the caller subtracts the interval from
+	// its clock).
+	SearchReceivedBefore SearchOp = 19 // received < Date
+	SearchReceivedSince  SearchOp = 20 // received >= Date
 )
 
 // SearchKey is a node of a search criteria tree.
@@ -112,6 +117,7 @@ func (a *Account) Search(ctx context.Context, mb, uidvalidity uint32, key Search
 	}
 	var result []uint32
 	from := uint32(1)
+	last := maxUID(&key)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, ctxErr(ctx, "search")
@@ -127,6 +133,9 @@ func (a *Account) Search(ctx context.Context, mb, uidvalidity uint32, key Search
 			files := tx.Bucket([]byte(bucketFiles))
 			n := 0
 			for k, v := c.Seek(msgKey(mb, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if beU32(k[4:]) > last {
+					break // no later message can match
+				}
 				if n >= searchChunk {
 					next = beU32(k[4:])
 					break
@@ -191,7 +200,7 @@ func checkSearchKey(k *SearchKey, depth int) error {
 		}
 	case SearchAll, SearchAnd, SearchOr, SearchUIDs, SearchFlag, SearchLarger, SearchSmaller,
 		SearchBefore, SearchOn, SearchSince, SearchSentBefore, SearchSentOn, SearchSentSince,
-		SearchHeader, SearchBody, SearchText, SearchModSeq:
+		SearchHeader, SearchBody, SearchText, SearchModSeq, SearchReceivedBefore, SearchReceivedSince:
 	default:
 		return fmt.Errorf("%w: unknown search operator %d", ErrBadName, k.Op)
 	}
@@ -201,6 +210,26 @@ func checkSearchKey(k *SearchKey, depth int) error {
 		}
 	}
 	return nil
+}
+
+// maxUID returns the highest UID key can match: the end of a UID set that
+// the whole key (or one of the criteria of an AND at its root) requires.
+func maxUID(k *SearchKey) uint32 {
+	switch k.Op {
+	case SearchUIDs:
+		var m uint32
+		for _, r := range k.UIDs {
+			m = max(m, r.Last)
+		}
+		return m
+	case SearchAnd:
+		m := uint32(0xffffffff)
+		for i := range k.Sub {
+			m = min(m, maxUID(&k.Sub[i]))
+		}
+		return m
+	}
+	return 0xffffffff
 }
 
 // ymd is a calendar date as one comparable number.
@@ -267,6 +296,11 @@ func evalKey(k *SearchKey, m *searchMsg) tri {
 		return triOf(cmpDate(k.Op, got, ymd(k.Date)))
 	case SearchModSeq:
 		return triOf(m.rec.ModSeq >= k.ModSeq)
+	case SearchReceivedBefore:
+		// RFC 5032 §3: OLDER, whole seconds (received is kept in seconds).
+		return triOf(m.rec.Received < k.Date.Unix())
+	case SearchReceivedSince:
+		return triOf(m.rec.Received >= k.Date.Unix())
 	}
 	return triUnknown
 }

@@ -79,6 +79,17 @@ func TestSearch(t *testing.T) {
 		{"and", SearchKey{Op: SearchAnd, Sub: []SearchKey{{Op: SearchFlag, Keyword: "$work"}, {Op: SearchBody, Value: "accents"}}}, []uint32{3}},
 		{"or", SearchKey{Op: SearchOr, Sub: []SearchKey{{Op: SearchFlag, Flags: FlagSeen}, {Op: SearchHeader, Name: "X-Spam"}}}, []uint32{1, 3}},
 		{"not body", SearchKey{Op: SearchNot, Sub: []SearchKey{{Op: SearchBody, Value: "secret"}}}, []uint32{1, 3}},
+		// RFC 5032 OLDER/YOUNGER: instants at second precision; a message
+		// received exactly at the instant is not before it.
+		{"received before", SearchKey{Op: SearchReceivedBefore, Date: day(2024, 3, 7)}, []uint32{1}},
+		{"received since", SearchKey{Op: SearchReceivedSince, Date: day(2024, 3, 7)}, []uint32{2, 3}},
+		{"received since a second later", SearchKey{Op: SearchReceivedSince, Date: day(2024, 3, 7).Add(time.Second)}, []uint32{3}},
+		{"received before, exact second", SearchKey{Op: SearchReceivedBefore, Date: day(2024, 3, 6).Add(10 * time.Hour)}, nil},
+		{"received before, one second after", SearchKey{Op: SearchReceivedBefore, Date: day(2024, 3, 6).Add(10*time.Hour + time.Second)}, []uint32{1}},
+		{"not received before", SearchKey{Op: SearchNot, Sub: []SearchKey{{Op: SearchReceivedBefore, Date: day(2024, 3, 8)}}}, []uint32{3}},
+		// A UID bound at the root ends the scan early; the result is the same.
+		{"bounded uids and", SearchKey{Op: SearchAnd, Sub: []SearchKey{{Op: SearchUIDs, UIDs: []UIDRange{{1, 2}}}, {Op: SearchFlag, Flags: FlagSeen, Not: true}}}, []uint32{2}},
+		{"empty uid set", SearchKey{Op: SearchUIDs}, nil},
 	}
 	for _, tc := range tests {
 		got, err := a.Search(ctx, mb.ID, mb.UIDValidity, tc.key)

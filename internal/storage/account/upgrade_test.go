@@ -39,6 +39,19 @@ func TestUpgrade(t *testing.T) {
 				if err != nil || len(mbs) < 2 || n == 0 || size == 0 {
 					t.Errorf("%s: %d mailboxes (%v), %d messages, %d bytes", dir, len(mbs), err, n, size)
 				}
+				// Records from before save dates and training states read
+				// with the received time and the state of their keywords.
+				for _, mb := range mbs {
+					msgs, err := a.Messages(mb.ID, mb.UIDValidity, 1, 0)
+					if err != nil {
+						t.Fatalf("%s: messages of %s: %v", dir, mb.Name, err)
+					}
+					for _, m := range msgs {
+						if !m.SaveDate.Equal(m.Received) || m.Training != trainingOfNames(m.Keywords) {
+							t.Errorf("%s: %s uid %d: saved %v, received %v, training %s with keywords %v", dir, mb.Name, m.UID, m.SaveDate, m.Received, m.Training, m.Keywords)
+						}
+					}
+				}
 				if err := a.Close(); err != nil {
 					t.Fatal(err)
 				}

@@ -220,6 +220,16 @@ func (v *verifier) run(tx *bolt.Tx) error {
 
 	// Messages.
 	kwids := bk(bucketKwids)
+	var junkID, notJunkID uint32 // 0: the account has no such keyword
+	kwids.ForEach(func(k, val []byte) error {
+		switch foldKeyword(string(val)) {
+		case foldJunk:
+			junkID = beU32(k)
+		case foldNotJunk:
+			notJunkID = beU32(k)
+		}
+		return nil
+	})
 	var totalSize, totalCount int64
 	type dropped struct {
 		mb, uid uint32
@@ -299,6 +309,16 @@ func (v *verifier) run(tx *bolt.Tx) error {
 			if kwids.Get(key32(id)) == nil {
 				v.problem(where, fmt.Sprintf("unknown keyword id %d", id), nil)
 			}
+		}
+		// The training state follows the junk keywords (junk.go); records
+		// from before it existed have none.
+		want := trainingFor(junkID != 0 && slices.Contains(r.Keywords, junkID), notJunkID != 0 && slices.Contains(r.Keywords, notJunkID))
+		if r.Training != trainUnset && r.Training != want {
+			key := slices.Clone(k)
+			v.problem(where, fmt.Sprintf("junk training state %s, but its keywords ask for %s", r.Training, want), func(tx *bolt.Tx) error {
+				r.Training = want
+				return tx.Bucket([]byte(bucketMsgs)).Put(key, r.marshal())
+			})
 		}
 	}
 

@@ -2,6 +2,7 @@ package storeclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -187,6 +188,75 @@ func (s *Session) Append(ctx context.Context, name string, f *os.File, flags uin
 		return nil, err
 	}
 	return rep.Msg.(*ipc.Appended), nil
+}
+
+// AppendMessage is one message of AppendAll: Size bytes of the file.
+type AppendMessage struct {
+	Size     int64
+	Flags    uint8 // ipc.Flag*
+	Keywords []string
+	Received time.Time // zero: now
+}
+
+// Errors of AppendAll besides those of every call.
+var (
+	// ErrTooLarge: a message is over store's size limit (IMAP [TOOBIG]).
+	ErrTooLarge = errors.New("message larger than the store's limit")
+	// ErrTooMany: the messages, with their flags, do not fit one request
+	// (IMAP [LIMIT]).
+	ErrTooMany = errors.New("too many messages for one append")
+)
+
+// AppendAll stores the messages in f (a regular file, holding them back
+// to back from offset on) in mailbox name, all or none (IMAP APPEND and
+// MULTIAPPEND). The result has the new UIDs in the order of msgs.
+func (s *Session) AppendAll(ctx context.Context, name string, f *os.File, offset int64, msgs []AppendMessage) (*ipc.AppendedMessages, error) {
+	m := &ipc.AppendMessages{Session: s.ID, Name: name, Offset: offset}
+	index := map[string]uint16{}
+	for _, a := range msgs {
+		e := ipc.AppendEntry{Size: a.Size, Flags: a.Flags}
+		if !a.Received.IsZero() {
+			e.Received = a.Received.Unix()
+		}
+		for _, k := range a.Keywords {
+			i, ok := index[k]
+			if !ok {
+				i = uint16(len(m.Keywords))
+				index[k] = i
+				m.Keywords = append(m.Keywords, k)
+			}
+			e.Keywords = append(e.Keywords, i)
+		}
+		m.Messages = append(m.Messages, e)
+	}
+	if len(msgs) > ipc.MaxAppendMessages || len(m.Keywords) > ipc.MaxKeywordTable {
+		return nil, fmt.Errorf("store append: %w: %d messages, %d keywords", ErrTooMany, len(msgs), len(m.Keywords))
+	}
+	if _, err := ipc.PayloadSize(m); err != nil {
+		return nil, fmt.Errorf("store append: %w: %v", ErrTooMany, err)
+	}
+	c, err := s.peer()
+	if err != nil {
+		return nil, fmt.Errorf("store append: %w: %v", ErrUnavailable, err)
+	}
+	rep, err := c.Call(ctx, m, f)
+	if err != nil {
+		var re *ipc.RemoteError
+		if errors.As(err, &re) && re.Code == ipc.CodeLimit {
+			return nil, fmt.Errorf("store append: %w (%s)", ErrTooLarge, re.Message)
+		}
+		return nil, mapStoreError("append", err)
+	}
+	return rep.Msg.(*ipc.AppendedMessages), nil
+}
+
+// Quota returns the account's usage and quota (IMAP QUOTA).
+func (s *Session) Quota(ctx context.Context) (*ipc.QuotaInfo, error) {
+	rep, err := s.call(ctx, "quota", &ipc.QuotaGet{Session: s.ID})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Msg.(*ipc.QuotaInfo), nil
 }
 
 // Changes calls fn with each page of what changed after modseq since
