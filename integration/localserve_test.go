@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"moxd/internal/master"
 )
 
 // nobody runs the non-root localserve when the tests run as root.
@@ -86,7 +88,7 @@ func TestLocalserveNonRoot(t *testing.T) {
 	if g, err := greeting(listenerAddr(st, "smtp")); err != nil || !strings.HasPrefix(g, "220 localhost ESMTP") {
 		t.Errorf("smtp greeting %q, %v", g, err)
 	}
-	if g, err := greeting(listenerAddr(st, "imap")); err != nil || !strings.HasPrefix(g, "* BYE [UNAVAILABLE]") {
+	if g, err := greeting(listenerAddr(st, "imap")); err != nil || !strings.HasPrefix(g, "* OK [CAPABILITY IMAP4rev1 ") {
 		t.Errorf("imap greeting %q, %v", g, err)
 	}
 	// The banner tells the newcomer what to do next.
@@ -99,6 +101,8 @@ func TestLocalserveNonRoot(t *testing.T) {
 			t.Errorf("localserve output lacks %q:\n%s", want, out)
 		}
 	}
+	// The banner comes after the password is set.
+	localserveIMAP(t, listenerAddr(st, "imap"), filepath.Join(dir, "ls", "data", "localca.pem"))
 	if !strings.Contains(out.String(), "not isolated") {
 		t.Errorf("localserve as non-root does not say once that roles are not isolated:\n%s", out)
 	}
@@ -107,6 +111,8 @@ func TestLocalserveNonRoot(t *testing.T) {
 	for _, c := range [][]string{
 		{"-starttls", "smtp", "-connect", listenerAddr(st, "submission")},
 		{"-connect", listenerAddr(st, "submissions")},
+		{"-starttls", "imap", "-connect", listenerAddr(st, "imap")},
+		{"-connect", listenerAddr(st, "imaps")},
 	} {
 		args := append([]string{"s_client", "-brief", "-verify_return_error", "-CAfile", ca, "-verify_hostname", "localhost"}, c...)
 		cmd := exec.Command("openssl", args...)
@@ -173,5 +179,40 @@ func TestLocalserveNonRoot(t *testing.T) {
 	}
 	if out, err := moxctl.CombinedOutput(); err != nil || !strings.Contains(string(out), "ready") {
 		t.Errorf("moxctl -f %s status as the localserve user: %v\n%s", conf, err, out)
+	}
+}
+
+// localserveIMAP logs in to localserve's IMAP with Python's imaplib, as a
+// newcomer's client would: LOGIN in plain text on loopback (localserve
+// only), and after STARTTLS verified against localserve's CA.
+func localserveIMAP(t *testing.T, addr, ca string) {
+	t.Helper()
+	py := needTool(t, "/usr/bin/python3")
+	host, port, _ := net.SplitHostPort(addr)
+	script := `
+import imaplib, ssl, sys
+host, port, ca, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = imaplib.IMAP4(host, port)
+m.login("mox@localhost", pw)
+typ, data = m.select("INBOX")
+assert typ == "OK", (typ, data)
+typ, data = m.list()
+names = b" ".join(data)
+for want in (b"Sent", b"Drafts", b"Trash", b"Junk", b"Archive"):
+    assert want in names, names
+m.logout()
+ctx = ssl.create_default_context(cafile=ca)
+# The certificate names localhost; the chain is what is checked here
+# (openssl above checks the name).
+ctx.check_hostname = False
+m = imaplib.IMAP4(host, port)
+m.starttls(ssl_context=ctx)
+m.login("mox@localhost", pw)
+m.logout()
+print("imap ok")
+`
+	out, err := runTool(t, "", py, "-c", script, host, port, ca, master.LocalservePassword)
+	if err != nil || !strings.Contains(out, "imap ok") {
+		t.Errorf("imap login to localserve: %v\n%s", err, out)
 	}
 }

@@ -24,8 +24,14 @@ func (c *conn) callCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.ctx, storeCallTimeout)
 }
 
+// private reports whether passwords may be sent: under TLS, or on a
+// loopback connection when the server allows it (localserve).
+func (c *conn) private() bool {
+	return c.tls != nil || c.srv.PlaintextLoopback && c.ip.IsLoopback()
+}
+
 func (c *conn) cmdLogin(cmd *imap.Command) error {
-	if c.tls == nil {
+	if !c.private() {
 		// RFC 9051 §6.2.3: LOGINDISABLED; the password must not travel
 		// in clear.
 		return respNO(imap.CodePrivacyRequired, "LOGIN needs TLS: use STARTTLS first")
@@ -37,7 +43,7 @@ func (c *conn) cmdLogin(cmd *imap.Command) error {
 func (c *conn) cmdAuthenticate(cmd *imap.Command) error {
 	a := cmd.Args.(*imap.AuthenticateArgs)
 	if !slices.Contains(c.mechanisms(), a.Mechanism) {
-		if a.Mechanism == auth.MechPLAIN && c.tls == nil {
+		if a.Mechanism == auth.MechPLAIN && !c.private() {
 			return respNO(imap.CodePrivacyRequired, "PLAIN needs TLS: use STARTTLS first")
 		}
 		return respNO(imap.CodeCannot, "mechanism %s is not offered", a.Mechanism)
@@ -70,7 +76,7 @@ func (c *conn) login(cmd *imap.Command, mech string, initial []byte, hasInitial 
 	sa := storeclient.NewAuth(peer)
 	ctx, cancel := c.callCtx()
 	defer cancel()
-	step, err := sa.Start(ctx, mech, c.ip, c.tls != nil, auth.ServerChannelBindings(c.tls), initial, hasInitial)
+	step, err := sa.Start(ctx, mech, c.ip, c.private(), auth.ServerChannelBindings(c.tls), initial, hasInitial)
 	for err == nil && !step.Done {
 		var resp []byte
 		resp, err = c.saslExchange(step.Challenge)
@@ -108,6 +114,7 @@ func (c *conn) login(cmd *imap.Command, mech string, initial []byte, hasInitial 
 	c.sess, c.storeConn, c.state = sess, sc, stateAuth
 	c.authFailures = 0
 	c.loggedIn <- sc
+	c.srv.logins.Add(1)
 	c.log.Info("logged in", "account", sess.Account, "mechanism", mech)
 	// RFC 9051 §6.2.2: the capabilities may change; send them along.
 	return &okText{code: imap.CodeCapability(c.capabilities()...), text: "logged in"}

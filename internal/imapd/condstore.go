@@ -14,7 +14,10 @@ package imapd
 //     a change by another session the view has not seen yet also fails the
 //     test. UNCHANGEDSINCE 0 fails for every message (modseqs are >= 1)
 //     and store is not asked.
-//   - QRESYNC and SEARCH MODSEQ are not built.
+//   - The session's own changes go into the shared cache by a pull right
+//     after store answers; they are marked as its own (selected.own), so
+//     the report after the command does not send them a second time.
+//   - QRESYNC is in qresync.go.
 
 import (
 	"context"
@@ -84,6 +87,7 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 	ctx, cancel := c.callCtx()
 	defer cancel()
 	var modified []ipc.UIDRange // not stored: UNCHANGEDSINCE failed
+	stored := false
 	for _, ch := range s.uidRanges(l) {
 		if a.HasUnchangedSince && a.UnchangedSince == 0 {
 			modified = append(modified, ch...)
@@ -93,11 +97,9 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 		if err != nil {
 			return storeError(err)
 		}
-		if res.Changed > 0 {
-			if err := c.pullFlags(ctx, res.FromModSeq); err != nil {
-				return err
-			}
-		}
+		// Reported below; the report after the command skips it.
+		s.addOwn(res, ch)
+		stored = stored || res.Changed > 0
 		mod := res.Modified
 		if res.ModifiedMore {
 			if mod, err = c.modifiedFallback(ctx, ch, a.UnchangedSince, res); err != nil {
@@ -105,6 +107,12 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 			}
 		}
 		modified = append(modified, mod...)
+	}
+	if stored {
+		// The new flags and modseqs, into the shared cache.
+		if err := s.cache.pull(ctx, s.sess, s.ref); err != nil {
+			return storeError(err)
+		}
 	}
 	var failed []uint32
 	for j, i := range l {

@@ -15,12 +15,16 @@ package imapd
 //     happened on (store binds tokens and sessions to it); when it closes,
 //     the session ends with BYE [UNAVAILABLE] (the client logs in again,
 //     over the new channel).
-//   - The selected state is in selected.go (SELECT, EXAMINE, FETCH, STORE,
-//     EXPUNGE, CLOSE, UNSELECT, NOOP, CONDSTORE); APPEND, SEARCH, COPY,
-//     MOVE, IDLE and the other commands the parser knows are not offered:
-//     they get BAD, and the capability list names only what is offered
-//     (IMAP4rev1 itself requires them, which is why Run does not use this
-//     server yet).
+//   - Commands live in the file of their concept and register themselves
+//     (addVerbs, addCaps, enablers): commands_auth.go (before SELECT),
+//     selected.go (the selected mailbox), fetch.go, search.go, sort.go,
+//     thread.go, append.go, copy.go, quota.go, idle.go, qresync.go,
+//     condstore.go, compress.go, rev2.go. A command the parser knows but
+//     no file registers gets BAD; the capability list names only what is
+//     registered.
+//   - After every command, before its tagged response, afterCommand
+//     reports the selected mailbox's changes where RFC 9051 §7.5.1 allows
+//     it (selected.go).
 
 import (
 	"bufio"
@@ -37,6 +41,7 @@ import (
 	"time"
 
 	"moxd/internal/auth"
+	"moxd/internal/connlimit"
 	"moxd/internal/ipc"
 	"moxd/internal/mailproto/imap"
 	"moxd/internal/storage/storeclient"
@@ -82,6 +87,31 @@ type Server struct {
 	// MaxLine bounds a command line with its in-memory literals
 	// (imap.DefaultMaxLine if 0).
 	MaxLine int
+	// MaxAppendSize bounds one APPEND message, in bytes, announced as
+	// APPENDLIMIT (DefaultMaxAppendSize if 0; append.go). Set it to
+	// store's max_message_size, which store applies anyway.
+	MaxAppendSize int64
+	// PlaintextLoopback allows LOGIN and AUTHENTICATE PLAIN without TLS
+	// on loopback connections (localserve).
+	PlaintextLoopback bool
+	// Limiter, if set, counts connections per IP prefix and refuses those
+	// over its limits with a BYE greeting.
+	Limiter *connlimit.Limiter
+
+	// Counters for moxctl status.
+	accepted, refused, logins atomic.Uint64
+
+	// The selected mailboxes' shared caches (cache.go).
+	caches cacheRegistry
+}
+
+// Counters reports the server's counters for moxctl status.
+func (s *Server) Counters() []ipc.Counter {
+	return []ipc.Counter{
+		{Name: "connections", Value: s.accepted.Load()},
+		{Name: "connections_refused_limits", Value: s.refused.Load()},
+		{Name: "logins", Value: s.logins.Load()},
+	}
 }
 
 type state int
@@ -218,13 +248,24 @@ type conn struct {
 
 	bad          int
 	authFailures int
-	utf8         bool // UTF8=ACCEPT enabled (RFC 6855)
-	condstore    bool // CONDSTORE enabled (RFC 7162 §3.1)
+	utf8         bool           // UTF-8 strings and names: UTF8=ACCEPT or IMAP4rev2 enabled
+	utf8Accept   bool           // UTF8=ACCEPT enabled (RFC 6855)
+	rev2         bool           // IMAP4rev2 enabled (RFC 9051 §6.3.1; rev2.go)
+	condstore    bool           // CONDSTORE enabled (RFC 7162 §3.1)
+	qresync      bool           // QRESYNC enabled (RFC 7162 §3.2, qresync.go)
+	deflate      *deflateWriter // COMPRESS=DEFLATE active (compress.go)
 
 	// After login.
 	storeConn *ipc.Conn
 	sess      *storeclient.Session
-	sel       *selected // in the selected state
+	sel       *selected    // in the selected state
+	spool     *appendSpool // APPEND data being received (append.go)
+	// The search result variable of SEARCHRES (RFC 5182, searchres.go).
+	saved savedResult
+	// IDLE (idle.go): the input waiter below the command reader, and
+	// the wake-up state the mailbox cache sets.
+	in   *waitReader
+	idle idleWait
 
 	stop     atomic.Value   // string: why the watcher stopped the connection
 	watchCh  chan struct{}  // closed when Serve returns
@@ -245,6 +286,23 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.ip = ap.Addr().Unmap()
 	}
+	if s.Limiter != nil {
+		release, err := s.Limiter.Acquire(c.ip)
+		if err != nil {
+			s.refused.Add(1)
+			c.log.Info("connection refused by limits", "reason", err)
+			if !implicitTLS {
+				// RFC 9051 §7.1.5: BYE as the greeting. On the TLS port
+				// the connection just closes: a handshake per refused
+				// connection is what the limit saves.
+				nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				nc.Write(imap.AppendStatus(nil, "", imap.BYE, imap.CodeUnavailable, err.Error()+", try again later"))
+			}
+			return
+		}
+		defer release()
+	}
+	s.accepted.Add(1)
 	defer c.cleanup()
 	if implicitTLS {
 		if s.TLS == nil {
@@ -268,23 +326,32 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 
 func (c *conn) cleanup() {
 	close(c.watchCh)
+	c.dropSelection()
 	if c.sess != nil {
 		c.sess.Close()
 	}
 }
 
 func (c *conn) setReader(rd io.Reader) {
-	c.r = imap.NewReader(rd)
+	c.setStreams(rd, c.nc)
+}
+
+// setStreams sets the reader commands come from and the writer responses
+// go to: the connection, its TLS layer or a compression layer on top.
+func (c *conn) setStreams(rd io.Reader, wr io.Writer) {
+	c.in = &waitReader{r: rd}
+	c.r = imap.NewReader(c.in)
 	if c.srv.MaxLine > 0 {
 		c.r.MaxLine = c.srv.MaxLine
 	}
 	c.r.UTF8 = c.utf8
+	c.setAppendHooks()
 	// RFC 9051 §7.5: "+" before a synchronizing literal is read.
 	c.r.Continue = func(n int64) error {
 		c.w.WriteString("+ Ready for literal data\r\n")
 		return c.flush()
 	}
-	c.w = bufio.NewWriter(c.nc)
+	c.w = bufio.NewWriter(wr)
 }
 
 func (c *conn) handshake() error {
@@ -355,6 +422,9 @@ func (c *conn) armRead() string {
 func (c *conn) flush() error {
 	c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
 	if err := c.w.Flush(); err != nil {
+		return &ioError{err}
+	}
+	if err := c.flushDeflate(); err != nil {
 		return &ioError{err}
 	}
 	return nil
@@ -444,7 +514,10 @@ func (c *conn) dispatch(cmd *imap.Command) (err error) {
 			err = &respError{status: imap.NO, code: imap.CodeServerBug, text: "internal error", bye: true}
 		}
 	}()
-	return v.fn(c, cmd)
+	err = v.fn(c, cmd)
+	// Untagged mailbox changes before the tagged response (selected.go).
+	c.afterCommand(cmd)
+	return err
 }
 
 // selectedOnly are the commands of the selected state (RFC 9051 §6.4).
@@ -504,15 +577,15 @@ func (c *conn) maxBad() int {
 }
 
 // capabilities returns the list for the current state and connection
-// (RFC 9051 §7.2.2). Only what is implemented is listed: IMAP4rev1 (not
-// IMAP4rev2, which needs UTF-8 names after ENABLE IMAP4rev2 and SELECT).
+// (RFC 9051 §7.2.2). Only what is implemented is listed; a session is
+// IMAP4rev1 until the client enables IMAP4rev2 (rev2.go).
 func (c *conn) capabilities() []string {
-	l := []string{"IMAP4rev1", "SASL-IR", "LITERAL-", "ID", "ENABLE"}
+	l := []string{"IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL-", "ID", "ENABLE"}
 	if c.state == stateNotAuth {
 		if c.tls == nil && c.srv.TLS != nil && !c.implicitTLS {
 			l = append(l, "STARTTLS")
 		}
-		if c.tls == nil {
+		if !c.private() {
 			// RFC 9051 §6.2.3: LOGIN is refused without TLS.
 			l = append(l, "LOGINDISABLED")
 		}
@@ -524,7 +597,11 @@ func (c *conn) capabilities() []string {
 	l = append(l, "NAMESPACE", "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "STATUS=SIZE", "UNSELECT", "CONDSTORE")
 	for _, e := range extraCaps {
 		if e.offered == nil || e.offered(c) {
-			l = append(l, e.name)
+			name := e.name
+			if e.value != nil {
+				name += "=" + e.value(c)
+			}
+			l = append(l, name)
 		}
 	}
 	return l
@@ -532,10 +609,11 @@ func (c *conn) capabilities() []string {
 
 // capEntry is a capability announced after login by the file that
 // implements it (addCaps in its init function); offered, when set, decides
-// per connection.
+// per connection; value, when set, makes it name=value (APPENDLIMIT=n).
 type capEntry struct {
 	name    string
 	offered func(c *conn) bool
+	value   func(c *conn) string
 }
 
 var extraCaps []capEntry
@@ -551,7 +629,7 @@ func (c *conn) mechanisms() []string {
 		l = append(l, auth.MechSCRAMSHA256Plus, auth.MechSCRAMSHA1Plus)
 	}
 	l = append(l, auth.MechSCRAMSHA256, auth.MechSCRAMSHA1, auth.MechCRAMMD5)
-	if c.tls != nil {
+	if c.private() {
 		l = append(l, auth.MechPLAIN)
 	}
 	return l
@@ -626,8 +704,8 @@ func (c *conn) cmdEnable(cmd *imap.Command) error {
 	for _, capa := range a.Caps {
 		// RFC 5161 §3.1: unknown capabilities are ignored, and so are
 		// those already enabled.
-		if f := enablers[capa]; f != nil && f(c) {
-			enabled = append(enabled, capa)
+		if f := enablers[strings.ToUpper(capa)]; f != nil && f(c) {
+			enabled = append(enabled, canonicalCap(capa))
 		}
 	}
 	c.w.WriteString("* ENABLED")
@@ -638,14 +716,24 @@ func (c *conn) cmdEnable(cmd *imap.Command) error {
 	return nil
 }
 
+// canonicalCap is the spelling of a capability in responses: upper case,
+// but for the protocol version (as in CAPABILITY).
+func canonicalCap(upper string) string {
+	if upper == "IMAP4REV2" {
+		return "IMAP4rev2"
+	}
+	return upper
+}
+
 // enablers are the capabilities ENABLE knows (RFC 5161), by upper-case
 // name; each enables its extension for the connection and reports whether
 // it was not enabled before. Files add theirs in their init functions.
 var enablers = map[string]func(c *conn) bool{
 	"UTF8=ACCEPT": func(c *conn) bool {
-		if c.utf8 {
+		if c.utf8Accept {
 			return false
 		}
+		c.utf8Accept = true
 		c.utf8, c.r.UTF8 = true, true
 		return true
 	},

@@ -1,52 +1,102 @@
-// Package imapd is the role logic of moxd-imap (ports 143 and 993). It owns
-// nothing: mailbox data comes from moxd-store and TLS signatures from
-// moxd-keys over IPC.
+// Package imapd is the role logic of moxd-imap (ports 143 with STARTTLS and
+// 993 with implicit TLS): the IMAP server. It owns nothing: logins and
+// mailbox data come from moxd-store over IPC (message bodies as read-only
+// file descriptors store hands over), TLS signatures from moxd-keys.
 //
-// The IMAP server itself is not part of this build. So that no client is left
-// hanging on a silent port, every connection gets an IMAP BYE greeting with
-// the UNAVAILABLE response code (RFC 3501 §7.1.5, RFC 5530 §3) saying so, over
-// TLS on the implicit-TLS listener.
+// The protocol syntax is internal/mailproto/imap; this package is the
+// session: conn.go (states, verb table, responses), commands_auth.go
+// (commands before SELECT), selected.go (the selected mailbox), and one
+// file per extension.
 package imapd
 
 import (
 	"context"
-	"crypto/tls"
+	"fmt"
 	"net"
 	"time"
 
+	"moxd/internal/config"
+	"moxd/internal/connlimit"
+	"moxd/internal/ipc"
 	"moxd/internal/keys/keyclient"
 	"moxd/internal/worker"
 )
 
-// Greeting is sent to every client before the connection is closed.
-const Greeting = "* BYE [UNAVAILABLE] moxd: IMAP is not available in this build yet\r\n"
-
 // Run serves the imap role.
 func Run(ctx context.Context, w *worker.Worker) error {
+	var slice config.Slice
+	if err := w.Config(&slice); err != nil {
+		return err
+	}
+	if slice.IMAP == nil {
+		return fmt.Errorf("config slice lacks the imap section")
+	}
+	for _, l := range w.Listeners() {
+		if l.Kind != "imap" && l.Kind != "imaps" {
+			return fmt.Errorf("listener %s %s was handed to role imap", l.Kind, l.Addr)
+		}
+	}
+	limiter := connlimit.New(nil, [3]int{}, [3]int{}, nil)
+	// Login delays and failure counts are read by every connection
+	// without locks: they are set once, and a change applies when
+	// moxd-master starts again; the connection limits follow reloads.
+	srv := &Server{
+		Store:             func() (*ipc.Conn, error) { return w.Peer(ipc.RoleStore) },
+		Hostname:          slice.Hostname,
+		Log:               w.Log,
+		Limiter:           limiter,
+		PlaintextLoopback: slice.IMAP.Localserve,
+		LoginFailureDelay: slice.IMAP.Limits.AuthFailureDelay,
+		MaxAuthFailures:   slice.IMAP.Limits.MaxAuthFailures,
+		MaxAppendSize:     slice.IMAP.MaxMessageSize,
+	}
+	if err := setLimits(limiter, *slice.IMAP); err != nil {
+		return err
+	}
 	kc := keyclient.New(w)
 	w.OnReload(func(ctx context.Context) error {
 		kc.Invalidate()
-		return nil
+		var s config.Slice
+		if err := w.Config(&s); err != nil {
+			return err
+		}
+		if s.IMAP == nil {
+			return fmt.Errorf("reloaded config slice lacks the imap section")
+		}
+		return setLimits(limiter, *s.IMAP)
 	})
-	tlsConfig := kc.TLSConfig()
+	// Store's change events keep the shared mailbox caches current.
+	w.Handle(ipc.RoleStore, srv)
+	w.OnStatus(srv.Counters)
+	srv.TLS = kc.TLSConfig()
+
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				limiter.Sweep()
+			}
+		}
+	}()
 	wait := w.Accept(ctx, func(ctx context.Context, l worker.Listener, conn net.Conn) {
-		refuse(conn, l.Kind == "imaps", tlsConfig, w)
+		srv.Serve(ctx, conn, l.Kind == "imaps")
 	})
 	w.Ready()
+	// Sessions see ctx cancelled and end with BYE; wait drains them.
 	wait()
 	return nil
 }
 
-func refuse(conn net.Conn, implicitTLS bool, tc *tls.Config, w *worker.Worker) {
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if implicitTLS {
-		tconn := tls.Server(conn, tc)
-		if err := tconn.Handshake(); err != nil {
-			w.Log.Debug("tls handshake", "remote", conn.RemoteAddr().String(), "err", err)
-			return
-		}
-		conn = tconn
+// setLimits applies the connection limits of the slice.
+func setLimits(l *connlimit.Limiter, s config.IMAPSlice) error {
+	trusted, err := connlimit.ParseTrusted(s.Limits.TrustedNetworks)
+	if err != nil {
+		return err
 	}
-	conn.Write([]byte(Greeting))
+	l.SetLimits(trusted, s.Limits.ConnectionsPerMinute, s.Limits.ConcurrentConnections)
+	return nil
 }

@@ -1,32 +1,37 @@
 package imapd
 
-// The selected state (RFC 9051 §6.4): SELECT and EXAMINE load a view of
-// the mailbox (ordered UIDs, sequence number = index+1), and FETCH, STORE,
-// EXPUNGE, CLOSE, UNSELECT and NOOP work on it through store.
+// The selected state (RFC 9051 §6.4): SELECT and EXAMINE join the
+// mailbox's shared cache (cache.go), and FETCH, STORE, EXPUNGE, CLOSE,
+// UNSELECT and NOOP work on the session's view of it.
 //
 // Implementation notes:
-//   - The view is this session's idea of the mailbox; it changes only
-//     where the client may learn of it: STORE and FETCH update flags of
-//     messages in the view, EXPUNGE and NOOP remove messages (with
-//     EXPUNGE responses), NOOP adds new ones (EXISTS). Applying a change
-//     that the view already has is a no-op, so pulling Changes from an
-//     older modseq again is harmless.
+//   - The view is the cache's messages up to the highest UID the session
+//     has announced (lastUID), merged with the messages expunged from the
+//     cache that the session has not reported yet (pending); sequence
+//     number = view index + 1. The view changes only where the client may
+//     learn of it: report (after each command and during IDLE) sends
+//     EXPUNGE or VANISHED for the pending messages where RFC 9051 §7.5.1
+//     allows it, FETCH for flag changes after flagModseq, and EXISTS for
+//     messages above lastUID.
+//   - Flags in the view are always the cache's current ones, so FETCH
+//     FLAGS may show a change before the unsolicited FETCH reports it;
+//     the session's own STORE and FETCH-sets-\Seen changes are kept in
+//     own, so the report after them does not repeat them.
 //   - Code outside this file reads the view only through count, at,
-//     resolve (c.resolveSet for sets that may be "$") and uidRanges.
-//   - FETCH of message data is in fetch.go.
-//   - CONDSTORE is in condstore.go. Not built: QRESYNC, ENVELOPE, BODYSTRUCTURE, BINARY, body
-//     part sections, SEARCH, COPY, MOVE, IDLE. They answer NO [CANNOT] or
-//     BAD, and are not in the capability list.
+//     resolve (c.resolveSet for sets that may be "$") and uidRanges, and
+//     removes messages with c.expunged.
+//   - FETCH of message data is in fetch.go, CONDSTORE in condstore.go,
+//     QRESYNC in qresync.go, IDLE in idle.go.
 
 import (
-	"context"
-	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
 	"moxd/internal/ipc"
 	"moxd/internal/mailproto/imap"
+	"moxd/internal/storage/storeclient"
 )
 
 // selMsg is one message of the view.
@@ -39,14 +44,26 @@ type selMsg struct {
 	received int64 // Unix seconds
 }
 
-// selected is the view of the selected mailbox.
+// selected is a session's view of the selected mailbox. The view state
+// fields are guarded by cache.mu.
 type selected struct {
-	mb       ipc.MailboxInfo
+	cache    *mbCache
+	conn     *conn
+	sess     *storeclient.Session
 	ref      ipc.MailboxRef
 	readOnly bool
-	msgs     []selMsg
-	modseq   uint64 // changes up to here are in the view
-	uidNext  uint32
+
+	lastUID    uint32       // the highest UID announced (EXISTS)
+	flagModseq uint64       // flag changes up to here are reported
+	pending    []pendingMsg // expunged in the cache, not yet reported; by UID
+	own        []ownChange  // the session's own reported changes after flagModseq
+}
+
+// ownChange is a flag change the session made and reported itself: the
+// messages of uids that got a modseq in (from, to].
+type ownChange struct {
+	from, to uint64
+	uids     []ipc.UIDRange
 }
 
 // System flags by bit (ipc.Flag*), in response order.
@@ -108,44 +125,96 @@ func parseFlags(l []string) (uint8, []string, error) {
 	return flags, kw, nil
 }
 
-func metaMsg(keywords []string, m ipc.MessageMeta) selMsg {
-	sm := selMsg{uid: m.UID, modseq: m.ModSeq, flags: m.Flags, size: m.Size, received: m.Received}
-	for _, k := range m.Keywords {
-		if int(k) < len(keywords) {
-			sm.keywords = append(sm.keywords, keywords[k])
-		}
+// The view, with cache.mu held (read or write).
+
+// prefixLocked returns the number of cache messages in the view.
+func (s *selected) prefixLocked() int {
+	i, ok := s.cache.find(s.lastUID)
+	if ok {
+		i++
+	}
+	return i
+}
+
+func (s *selected) countLocked() int { return s.prefixLocked() + len(s.pending) }
+
+// pendingBelow returns the number of pending messages with a UID below uid.
+func (s *selected) pendingBelow(uid uint32) int {
+	k, _ := slices.BinarySearchFunc(s.pending, uid, func(p pendingMsg, u uint32) int { return cmpUID(p.uid, u) })
+	return k
+}
+
+// pendingPos returns the view index of pending message k.
+func (s *selected) pendingPos(k int) int {
+	i, _ := s.cache.find(s.pending[k].uid)
+	return k + i
+}
+
+// atLocked returns the message with view index i.
+func (s *selected) atLocked(i int) *cacheMsg {
+	if len(s.pending) == 0 {
+		return &s.cache.msgs[i]
+	}
+	k := sort.Search(len(s.pending), func(k int) bool { return s.pendingPos(k) >= i })
+	if k < len(s.pending) && s.pendingPos(k) == i {
+		return &s.pending[k].cacheMsg
+	}
+	return &s.cache.msgs[i-k]
+}
+
+// lowerLocked returns the view index of the first message with a UID of
+// at least uid.
+func (s *selected) lowerLocked(uid uint32) int {
+	i, _ := s.cache.find(uid)
+	return min(i, s.prefixLocked()) + s.pendingBelow(uid)
+}
+
+// indexLocked returns the view index of uid.
+func (s *selected) indexLocked(uid uint32) (int, bool) {
+	k, ok := slices.BinarySearchFunc(s.pending, uid, func(p pendingMsg, u uint32) int { return cmpUID(p.uid, u) })
+	if ok {
+		return s.pendingPos(k), true
+	}
+	i, ok := s.cache.find(uid)
+	if !ok || uid > s.lastUID {
+		return 0, false
+	}
+	return i + k, true
+}
+
+func (s *selected) selMsg(m *cacheMsg) selMsg {
+	sm := selMsg{uid: m.uid, modseq: m.modseq, flags: m.flags, size: m.size, received: m.received}
+	for _, k := range m.kw {
+		sm.keywords = append(sm.keywords, s.cache.kwNames[k])
 	}
 	return sm
 }
 
 // count returns the number of messages in the view (the highest sequence
 // number).
-func (s *selected) count() int { return len(s.msgs) }
+func (s *selected) count() int {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
+	return s.countLocked()
+}
 
 // at returns the message with view index i (sequence number i+1).
-func (s *selected) at(i int) selMsg { return s.msgs[i] }
-
-// index returns the view index of uid.
-func (s *selected) index(uid uint32) (int, bool) {
-	return slices.BinarySearchFunc(s.msgs, uid, func(m selMsg, u uint32) int {
-		switch {
-		case m.uid < u:
-			return -1
-		case m.uid > u:
-			return 1
-		}
-		return 0
-	})
+func (s *selected) at(i int) selMsg {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
+	return s.selMsg(s.atLocked(i))
 }
 
 // resolve returns the sorted, distinct view indexes set names, as
 // sequence numbers or (uid) UIDs.
 func (s *selected) resolve(set imap.NumSet, uid bool) ([]int, error) {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
 	var l []int
+	n := s.countLocked()
 	if !uid {
-		n := uint32(len(s.msgs))
-		for r := range set.Expand(n) {
-			if r.End > n {
+		for r := range set.Expand(uint32(n)) {
+			if r.End > uint32(n) {
 				return nil, respBAD("message sequence number %d out of range (%d messages)", r.End, n)
 			}
 			for i := r.Start; i <= r.End; i++ {
@@ -154,12 +223,11 @@ func (s *selected) resolve(set imap.NumSet, uid bool) ([]int, error) {
 		}
 	} else {
 		var max uint32
-		if len(s.msgs) > 0 {
-			max = s.msgs[len(s.msgs)-1].uid
+		if n > 0 {
+			max = s.atLocked(n - 1).uid
 		}
 		for r := range set.Expand(max) {
-			i, _ := s.index(r.Start)
-			for ; i < len(s.msgs) && s.msgs[i].uid <= r.End; i++ {
+			for i := s.lowerLocked(r.Start); i < n && s.atLocked(i).uid <= r.End; i++ {
 				l = append(l, i)
 			}
 		}
@@ -171,10 +239,12 @@ func (s *selected) resolve(set imap.NumSet, uid bool) ([]int, error) {
 // uidRanges returns the UIDs of the view indexes l as ranges, in chunks
 // of at most ipc.MaxRanges.
 func (s *selected) uidRanges(l []int) [][]ipc.UIDRange {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
 	var chunks [][]ipc.UIDRange
 	var cur []ipc.UIDRange
 	for j, i := range l {
-		uid := s.msgs[i].uid
+		uid := s.atLocked(i).uid
 		if j > 0 && l[j-1] == i-1 && len(cur) > 0 {
 			cur[len(cur)-1].Last = uid
 			continue
@@ -200,11 +270,34 @@ func inRanges(l []ipc.UIDRange, uid uint32) bool {
 	return false
 }
 
+// addOwn records a change the session is about to report itself.
+func (s *selected) addOwn(res *ipc.FlagsStored, uids []ipc.UIDRange) {
+	if res.Changed == 0 {
+		return
+	}
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	s.own = append(s.own, ownChange{res.FromModSeq, res.ToModSeq, uids})
+}
+
+func (s *selected) ownLocked(m *cacheMsg) bool {
+	for _, o := range s.own {
+		if m.modseq > o.from && m.modseq <= o.to && inRanges(o.uids, m.uid) {
+			return true
+		}
+	}
+	return false
+}
+
 // deselect leaves the selected state; closed sends [CLOSED] (RFC 7162
 // §3.2.11, RFC 9051 §7.1) if a mailbox was selected.
 func (c *conn) deselect(closed bool) {
-	if c.sel != nil && closed {
-		c.writeStatus("", imap.OK, imap.CodeClosed, "previous mailbox closed")
+	if s := c.sel; s != nil {
+		if closed {
+			c.writeStatus("", imap.OK, imap.CodeClosed, "previous mailbox closed")
+		}
+		s.cache.leave(s)
+		c.srv.caches.release(s.cache)
 	}
 	c.sel = nil
 	if c.state == stateSelected {
@@ -216,8 +309,9 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 	a := cmd.Args.(*imap.SelectArgs)
 	// RFC 9051 §6.3.2: a SELECT, even a failed one, first deselects.
 	c.deselect(true)
-	if a.QResync != nil {
-		return respBAD("QRESYNC is not supported")
+	if a.QResync != nil && !c.qresync {
+		// RFC 7162 §3.2.5: BAD without ENABLE QRESYNC first.
+		return respBAD("QRESYNC needs ENABLE QRESYNC first")
 	}
 	if a.CondStore {
 		c.enableCondStore() // RFC 7162 §3.1
@@ -228,22 +322,33 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 	if err != nil {
 		return storeError(err)
 	}
-	s := &selected{mb: mb, ref: c.sess.Ref(mb), readOnly: cmd.Name == "EXAMINE", modseq: mb.HighestModSeq, uidNext: mb.UIDNext}
-	err = c.sess.Messages(ctx, s.ref, 1, func(keywords []string, msgs []ipc.MessageMeta) bool {
-		for _, m := range msgs {
-			s.msgs = append(s.msgs, metaMsg(keywords, m))
-		}
-		return true
-	})
-	if err != nil {
+	mc := c.srv.caches.acquire(cacheKey{c.sess.Account, mb.ID, mb.UIDValidity})
+	s := &selected{cache: mc, conn: c, sess: c.sess, ref: c.sess.Ref(mb), readOnly: cmd.Name == "EXAMINE"}
+	if err := mc.sync(ctx, s.sess, s.ref, mb.HighestModSeq); err != nil {
+		c.srv.caches.release(mc)
 		return storeError(err)
 	}
-	if n := len(s.msgs); n > 0 && s.msgs[n-1].uid >= s.uidNext {
-		s.uidNext = s.msgs[n-1].uid + 1
-	}
+	mc.join(s)
 
-	fmt.Fprintf(c.w, "* %d EXISTS\r\n", len(s.msgs))
-	c.w.WriteString("* 0 RECENT\r\n") // IMAP4rev1; moxd has no \Recent
+	mc.mu.RLock()
+	n := s.countLocked()
+	unseen := 0
+	for i := range n {
+		if s.atLocked(i).flags&ipc.FlagSeen == 0 {
+			unseen = i + 1
+			break
+		}
+	}
+	uidNext := max(mc.uidNext, mb.UIDNext)
+	modseq := s.flagModseq
+	mc.mu.RUnlock()
+
+	c.w.WriteString("* " + strconv.Itoa(n) + " EXISTS\r\n")
+	if c.rev2 {
+		c.selectList(mb)
+	} else {
+		c.w.WriteString("* 0 RECENT\r\n") // IMAP4rev1; moxd has no \Recent
+	}
 	flags := string(appendFlags(nil, 0xff, mb.Keywords))
 	c.w.WriteString("* FLAGS " + flags + "\r\n")
 	if s.readOnly {
@@ -255,22 +360,30 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 		}
 		c.writeStatus("", imap.OK, "PERMANENTFLAGS "+perm+`\*)`, "flags and new keywords are kept")
 	}
-	for i, m := range s.msgs {
-		if m.flags&ipc.FlagSeen == 0 {
-			// IMAP4rev1 (RFC 3501 §6.3.1): the first unseen message.
-			c.writeStatus("", imap.OK, "UNSEEN "+strconv.Itoa(i+1), "first unseen message")
-			break
-		}
+	if unseen > 0 && !c.rev2 {
+		// IMAP4rev1 (RFC 3501 §6.3.1): the first unseen message.
+		c.writeStatus("", imap.OK, "UNSEEN "+strconv.Itoa(unseen), "first unseen message")
 	}
 	c.writeStatus("", imap.OK, imap.CodeUIDValidity(mb.UIDValidity), "UIDs valid")
-	c.writeStatus("", imap.OK, imap.CodeUIDNext(s.uidNext), "predicted next UID")
+	c.writeStatus("", imap.OK, imap.CodeUIDNext(uidNext), "predicted next UID")
 	// RFC 7162 §3.1.2.1: with every SELECT/EXAMINE.
-	c.writeStatus("", imap.OK, imap.CodeHighestModSeq(s.modseq), "highest modseq")
+	c.writeStatus("", imap.OK, imap.CodeHighestModSeq(modseq), "highest modseq")
 	c.sel, c.state = s, stateSelected
+	if a.QResync != nil && a.QResync.UIDValidity == mb.UIDValidity {
+		// RFC 7162 §3.2.5: with another UIDVALIDITY, a plain SELECT.
+		if err := c.qresyncSelect(ctx, a.QResync); err != nil {
+			return err
+		}
+	}
 	if s.readOnly {
 		return &okText{code: "READ-ONLY", text: "EXAMINE completed"}
 	}
 	return &okText{code: "READ-WRITE", text: "SELECT completed"}
+}
+
+// dropSelection leaves the mailbox's cache when the connection ends.
+func (c *conn) dropSelection() {
+	c.deselect(false)
 }
 
 func (c *conn) cmdUnselect(cmd *imap.Command) error {
@@ -279,14 +392,20 @@ func (c *conn) cmdUnselect(cmd *imap.Command) error {
 }
 
 func (c *conn) cmdClose(cmd *imap.Command) error {
-	if !c.sel.readOnly {
+	if s := c.sel; !s.readOnly {
 		// RFC 9051 §6.4.1: expunge \Deleted messages, without EXPUNGE
 		// responses.
 		ctx, cancel := c.callCtx()
 		defer cancel()
-		if _, err := c.sess.Expunge(ctx, c.sel.ref, nil); err != nil {
+		res, err := c.sess.Expunge(ctx, s.ref, nil)
+		if err != nil {
 			return storeError(err)
 		}
+		mc := s.cache
+		mc.mu.Lock()
+		mc.expungeNow(res.UIDs)
+		mc.wakeMembers()
+		mc.mu.Unlock()
 	}
 	c.deselect(false)
 	return nil
@@ -326,96 +445,190 @@ func (c *conn) cmdExpunge(cmd *imap.Command) error {
 	return nil
 }
 
-// expunged removes the UIDs from the view with EXPUNGE responses, highest
-// first, so each sequence number is also the one before the removal.
+// expunged removes the UIDs, which store reported expunged, from the
+// cache (for every session) and reports them for this one: EXPUNGE
+// responses highest first, so each sequence number is also the one
+// before the removal, or VANISHED under QRESYNC (RFC 7162 §3.2.10).
 func (c *conn) expunged(uids []ipc.UIDRange) {
 	s := c.sel
-	for i := len(s.msgs) - 1; i >= 0; i-- {
-		if inRanges(uids, s.msgs[i].uid) {
-			fmt.Fprintf(c.w, "* %d EXPUNGE\r\n", i+1)
-			s.msgs = slices.Delete(s.msgs, i, i+1)
-		}
-	}
+	mc := s.cache
+	mc.mu.Lock()
+	mc.expungeNow(uids)
+	mc.wakeMembers()
+	b := c.reportExpungesLocked(nil, func(uid uint32) bool { return inRanges(uids, uid) })
+	mc.mu.Unlock()
+	c.w.Write(b)
 }
 
-// pullFlags applies the flag changes after modseq since to messages in
-// the view (new and expunged messages wait for NOOP).
-func (c *conn) pullFlags(ctx context.Context, since uint64) error {
+// reportExpungesLocked reports and drops the pending messages match
+// selects. cache.mu is held.
+func (c *conn) reportExpungesLocked(b []byte, match func(uint32) bool) []byte {
 	s := c.sel
-	_, err := c.sess.Changes(ctx, s.ref, since, func(r *ipc.ChangesReply) bool {
-		for _, m := range r.Changed {
-			if i, ok := s.index(m.UID); ok {
-				nm := metaMsg(r.Keywords, m)
-				s.msgs[i].flags, s.msgs[i].keywords, s.msgs[i].modseq = nm.flags, nm.keywords, nm.modseq
-			}
+	var vanished []uint32
+	for k := len(s.pending) - 1; k >= 0; k-- {
+		uid := s.pending[k].uid
+		if !match(uid) {
+			continue
 		}
-		return true
-	})
-	if err != nil {
-		return storeError(err)
+		if c.qresync {
+			vanished = append(vanished, uid)
+		} else {
+			b = append(b, "* "...)
+			b = strconv.AppendInt(b, int64(s.pendingPos(k)+1), 10)
+			b = append(b, " EXPUNGE\r\n"...)
+		}
+		s.pending = slices.Delete(s.pending, k, k+1)
 	}
-	return nil
+	if len(vanished) > 0 {
+		b = append(b, "* VANISHED "+imap.FormatUIDSet(vanished)+"\r\n"...)
+	}
+	if len(s.pending) == 0 {
+		s.pending = nil
+	}
+	return b
 }
 
-func (c *conn) writeFetchFlags(i int, uid bool) {
-	m := &c.sel.msgs[i]
-	b := []byte("* " + strconv.Itoa(i+1) + " FETCH (")
+// appendFetchFlags appends an unsolicited or STORE FETCH with the flags
+// of m, sequence number seq.
+func (c *conn) appendFetchFlags(b []byte, seq int, m *cacheMsg, uid bool) []byte {
+	b = append(b, "* "...)
+	b = strconv.AppendInt(b, int64(seq), 10)
+	b = append(b, " FETCH ("...)
 	if uid || c.condstore { // RFC 7162 §3.2: UID and MODSEQ
-		b = append(b, "UID "+strconv.FormatUint(uint64(m.uid), 10)+" "...)
+		b = append(b, "UID "...)
+		b = strconv.AppendUint(b, uint64(m.uid), 10)
+		b = append(b, ' ')
 	}
 	b = append(b, "FLAGS "...)
-	b = appendFlags(b, m.flags, m.keywords)
+	b = appendFlags(b, m.flags, c.sel.selMsg(m).keywords)
 	if c.condstore {
 		b = appendModSeq(append(b, ' '), m.modseq) // RFC 7162 §3.2
 	}
-	c.w.Write(append(b, ")\r\n"...))
+	return append(b, ")\r\n"...)
 }
 
-func (c *conn) cmdSelNoop(cmd *imap.Command) error {
+func (c *conn) writeFetchFlags(i int, uid bool) {
+	mc := c.sel.cache
+	mc.mu.RLock()
+	b := c.appendFetchFlags(nil, i+1, c.sel.atLocked(i), uid)
+	mc.mu.RUnlock()
+	c.w.Write(b)
+}
+
+// noExpunge are the commands during which EXPUNGE must not be sent
+// (RFC 9051 §7.5.1; their UID forms may have it). SORT and THREAD answer
+// with sequence numbers too (RFC 5256), so they wait as well.
+var noExpunge = map[string]bool{"FETCH": true, "STORE": true, "SEARCH": true, "SORT": true, "THREAD": true}
+
+// pullAfter are the commands after which the session brings the cache up
+// to date itself, so the client sees its own change (RFC 9051 §6.3.12:
+// EXISTS after APPEND to the selected mailbox) or asked for the news
+// (NOOP, CHECK: cmdSelNoop pulls).
+var pullAfter = map[string]bool{"APPEND": true, "COPY": true, "MOVE": true}
+
+// afterCommand reports the mailbox's changes at the end of a command in
+// the selected state, before its tagged response.
+func (c *conn) afterCommand(cmd *imap.Command) {
+	if c.sel == nil || c.state != stateSelected {
+		return
+	}
+	if pullAfter[cmd.Name] {
+		ctx, cancel := c.callCtx()
+		if err := c.sel.cache.pull(ctx, c.sel.sess, c.sel.ref); err != nil {
+			c.log.Debug("mailbox cache pull", "err", err)
+		}
+		cancel()
+	}
+	c.report(cmd.UID || !noExpunge[cmd.Name])
+}
+
+// report writes what changed in the mailbox since the session last
+// reported: expunges (when allowed), flag changes, new messages. A
+// mailbox that was deleted or recreated ends the session.
+func (c *conn) report(allowExpunge bool) {
 	s := c.sel
+	mc := s.cache
+	var b []byte
+	mc.mu.Lock()
+	if mc.gone {
+		mc.mu.Unlock()
+		// The UIDs the client holds mean nothing any more.
+		c.writeStatus("", imap.BYE, "", "selected mailbox was deleted or recreated, log in again")
+		c.state = stateLogout
+		return
+	}
+	if allowExpunge {
+		b = c.reportExpungesLocked(b, func(uint32) bool { return true })
+	}
+	b = c.reportFlagsLocked(b)
+	if n := len(mc.msgs); n > 0 && mc.msgs[n-1].uid > s.lastUID {
+		s.lastUID = mc.msgs[n-1].uid
+		b = append(b, "* "...)
+		b = strconv.AppendInt(b, int64(s.countLocked()), 10)
+		b = append(b, " EXISTS\r\n"...)
+	}
+	if !allowExpunge && c.condstore && len(s.pending) > 0 {
+		// RFC 7162 §3.2: with expunges held back, HIGHESTMODSEQ below
+		// theirs, so a client that resynchronizes later misses none.
+		low := s.pending[0].since
+		for _, p := range s.pending {
+			low = min(low, p.since)
+		}
+		b = imap.AppendStatus(b, "", imap.OK, imap.CodeHighestModSeq(low), "expunges not yet reported")
+	}
+	mc.mu.Unlock()
+	c.w.Write(b)
+}
+
+// reportFlagsLocked appends FETCH responses for the messages of the view
+// whose flags changed after flagModseq, except the session's own changes.
+// cache.mu is held for writing.
+func (c *conn) reportFlagsLocked(b []byte) []byte {
+	s := c.sel
+	mc := s.cache
+	if mc.modseq <= s.flagModseq {
+		s.own = nil
+		return b
+	}
+	var uids []uint32
+	if s.flagModseq >= mc.logFloor {
+		for _, f := range mc.flagLog {
+			if f.modseq > s.flagModseq && f.uid <= s.lastUID {
+				uids = append(uids, f.uid)
+			}
+		}
+		slices.Sort(uids)
+		uids = slices.Compact(uids)
+	} else {
+		// Further behind than the log reaches.
+		for i := range s.prefixLocked() {
+			if mc.msgs[i].modseq > s.flagModseq {
+				uids = append(uids, mc.msgs[i].uid)
+			}
+		}
+	}
+	for _, uid := range uids {
+		i, ok := mc.find(uid)
+		if !ok {
+			continue // expunged; reported as such
+		}
+		m := &mc.msgs[i]
+		if m.modseq <= s.flagModseq || s.ownLocked(m) {
+			continue
+		}
+		b = c.appendFetchFlags(b, i+s.pendingBelow(uid)+1, m, false)
+	}
+	s.flagModseq, s.own = mc.modseq, nil
+	return b
+}
+
+// cmdSelNoop brings the cache up to date; the report after the command
+// sends the changes (RFC 9051 §6.1.2, §6.4.1 for CHECK).
+func (c *conn) cmdSelNoop(cmd *imap.Command) error {
 	ctx, cancel := c.callCtx()
 	defer cancel()
-	type change struct {
-		keywords []string
-		m        ipc.MessageMeta
-	}
-	var changed []change
-	var vanished []ipc.UIDRange
-	highest, err := c.sess.Changes(ctx, s.ref, s.modseq, func(r *ipc.ChangesReply) bool {
-		for _, m := range r.Changed {
-			changed = append(changed, change{r.Keywords, m})
-		}
-		vanished = append(vanished, r.Vanished...)
-		return true
-	})
-	if err != nil {
+	if err := c.sel.cache.pull(ctx, c.sel.sess, c.sel.ref); err != nil {
 		return storeError(err)
-	}
-	c.expunged(vanished)
-	var added []selMsg
-	for _, ch := range changed {
-		nm := metaMsg(ch.keywords, ch.m)
-		if i, ok := s.index(nm.uid); ok {
-			om := &s.msgs[i]
-			if om.flags != nm.flags || !slices.Equal(om.keywords, nm.keywords) {
-				om.flags, om.keywords, om.modseq = nm.flags, nm.keywords, nm.modseq
-				c.writeFetchFlags(i, false)
-			}
-		} else if (len(s.msgs) == 0 || nm.uid > s.msgs[len(s.msgs)-1].uid) && !inRanges(vanished, nm.uid) {
-			added = append(added, nm)
-		}
-	}
-	if len(added) > 0 {
-		slices.SortFunc(added, func(a, b selMsg) int { return int(int64(a.uid) - int64(b.uid)) })
-		added = slices.CompactFunc(added, func(a, b selMsg) bool { return a.uid == b.uid })
-		s.msgs = append(s.msgs, added...)
-		if u := added[len(added)-1].uid; u >= s.uidNext {
-			s.uidNext = u + 1
-		}
-		fmt.Fprintf(c.w, "* %d EXISTS\r\n", len(s.msgs))
-	}
-	if highest > s.modseq {
-		s.modseq = highest
 	}
 	return nil
 }
@@ -424,7 +637,13 @@ func (c *conn) cmdFetch(cmd *imap.Command) error {
 	s := c.sel
 	a := cmd.Args.(*imap.FetchArgs)
 	if a.Vanished {
-		return respBAD("VANISHED needs QRESYNC, which is not supported")
+		// RFC 7162 §3.2.6: UID FETCH only, after ENABLE QRESYNC.
+		if !cmd.UID {
+			return respBAD("VANISHED is for UID FETCH only")
+		}
+		if !c.qresync {
+			return respBAD("VANISHED needs ENABLE QRESYNC first")
+		}
 	}
 	items := a.Items
 	hasModSeq := slices.ContainsFunc(items, func(it imap.FetchItem) bool { return it.Name == "MODSEQ" })
@@ -453,41 +672,47 @@ func (c *conn) cmdFetch(cmd *imap.Command) error {
 	if err != nil {
 		return err
 	}
-	if a.ChangedSince != 0 {
-		// RFC 7162 §3.1.4.1: only messages changed after the modseq.
-		l = slices.DeleteFunc(l, func(i int) bool { return s.msgs[i].modseq <= a.ChangedSince })
-	}
 	ctx, cancel := c.callCtx()
 	defer cancel()
+	if a.Vanished {
+		if err := c.vanishedSince(ctx, a.Set, a.ChangedSince); err != nil {
+			return err
+		}
+	}
+	if a.ChangedSince != 0 {
+		// RFC 7162 §3.1.4.1: only messages changed after the modseq.
+		l = slices.DeleteFunc(l, func(i int) bool { return s.at(i).modseq <= a.ChangedSince })
+	}
 	// Messages whose \Seen this FETCH sets report FLAGS (RFC 9051 §6.4.5).
 	var newlySeen map[uint32]bool
 	if seen {
 		var unseen []int
 		for _, i := range l {
-			if s.msgs[i].flags&ipc.FlagSeen == 0 {
+			if m := s.at(i); m.flags&ipc.FlagSeen == 0 {
 				unseen = append(unseen, i)
+				if newlySeen == nil {
+					newlySeen = map[uint32]bool{}
+				}
+				newlySeen[m.uid] = true
 			}
 		}
-		if len(unseen) > 0 {
-			newlySeen = map[uint32]bool{}
-			for _, i := range unseen {
-				newlySeen[s.msgs[i].uid] = true
+		stored := false
+		for _, ch := range s.uidRanges(unseen) {
+			res, err := c.sess.Store(ctx, s.ref, ch, ipc.StoreAdd, ipc.FlagSeen, nil, 0)
+			if err != nil {
+				return storeError(err)
 			}
-			for _, ch := range s.uidRanges(unseen) {
-				res, err := c.sess.Store(ctx, s.ref, ch, ipc.StoreAdd, ipc.FlagSeen, nil, 0)
-				if err != nil {
-					return storeError(err)
-				}
-				if res.Changed > 0 {
-					if err := c.pullFlags(ctx, res.FromModSeq); err != nil {
-						return err
-					}
-				}
+			s.addOwn(res, ch)
+			stored = stored || res.Changed > 0
+		}
+		if stored {
+			if err := s.cache.pull(ctx, s.sess, s.ref); err != nil {
+				return storeError(err)
 			}
 		}
 	}
 	for _, i := range l {
-		if err := c.fetchMessage(ctx, i, items, needBody, newlySeen[s.msgs[i].uid]); err != nil {
+		if err := c.fetchMessage(ctx, i, items, needBody, newlySeen[s.at(i).uid]); err != nil {
 			return err
 		}
 	}

@@ -101,8 +101,9 @@ func localserveBanner(path string, s Snapshot) string {
 	fmt.Fprintf(&b, "  temperror, permerror, a 4xx/5xx code or timeout simulate failures (see README).\n")
 	fmt.Fprintf(&b, "  submission: AUTH as mox@localhost, password %s; submitted messages never leave this host:\n", LocalservePassword)
 	fmt.Fprintf(&b, "  the queue delivers them to the local accounts (any other address: mox@localhost), and the\n")
-	fmt.Fprintf(&b, "  special local parts above simulate failures, DSNs and retries. IMAP and web answer that they\n")
-	fmt.Fprintf(&b, "  are not available yet.\n")
+	fmt.Fprintf(&b, "  special local parts above simulate failures, DSNs and retries.\n")
+	fmt.Fprintf(&b, "  imap/imaps: log in as mox@localhost with the same password; on loopback, LOGIN also works\n")
+	fmt.Fprintf(&b, "  without TLS. The web interface answers that it is not available yet.\n")
 	if s.LocalCA != "" {
 		fmt.Fprintf(&b, "  TLS: certificates from a private CA; trust %s, e.g.\n", s.LocalCA)
 		for _, r := range s.Status.Roles {
