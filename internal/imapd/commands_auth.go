@@ -160,7 +160,8 @@ func (c *conn) loginFailed(err error) error {
 	}
 	c.authFailures++
 	c.log.Info("authentication failed", "failures", c.authFailures)
-	if d := c.srv.LoginFailureDelay << min(c.authFailures-1, 6); d > 0 {
+	lim := c.srv.currentAuthLimits()
+	if d := lim.delay << min(c.authFailures-1, 6); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -168,7 +169,7 @@ func (c *conn) loginFailed(err error) error {
 			t.Stop()
 		}
 	}
-	max := c.srv.MaxAuthFailures
+	max := lim.max
 	if max <= 0 {
 		max = DefaultMaxAuthFailures
 	}
@@ -544,4 +545,23 @@ func (c *conn) subscribe(cmd *imap.Command, op uint8) error {
 		return storeError(err)
 	}
 	return nil
+}
+
+// authLimits are the login failure limits a config reload may change.
+type authLimits struct {
+	delay time.Duration
+	max   int
+}
+
+// SetAuthLimits changes the login failure delay and the failures per
+// connection for logins from now on (config reload).
+func (s *Server) SetAuthLimits(delay time.Duration, max int) {
+	s.authLimits.Store(&authLimits{delay, max})
+}
+
+func (s *Server) currentAuthLimits() authLimits {
+	if l := s.authLimits.Load(); l != nil {
+		return *l
+	}
+	return authLimits{s.LoginFailureDelay, s.MaxAuthFailures}
 }

@@ -79,11 +79,14 @@ type Server struct {
 	// (DefaultMaxBadCommands if 0).
 	MaxBadCommands int
 	// MaxAuthFailures failed logins in one connection end it with BYE
-	// (DefaultMaxAuthFailures if 0).
+	// (DefaultMaxAuthFailures if 0); SetAuthLimits changes it later.
 	MaxAuthFailures int
 	// LoginFailureDelay is waited after a failed login, doubled for each
-	// further failure in the connection. Store delays failures too.
+	// further failure in the connection; SetAuthLimits changes it later.
+	// Store delays failures too.
 	LoginFailureDelay time.Duration
+	// authLimits, once set, replaces the two fields above (config reload).
+	authLimits atomic.Pointer[authLimits]
 	// MaxLine bounds a command line with its in-memory literals
 	// (imap.DefaultMaxLine if 0).
 	MaxLine int

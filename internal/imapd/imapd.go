@@ -37,20 +37,15 @@ func Run(ctx context.Context, w *worker.Worker) error {
 		}
 	}
 	limiter := connlimit.New(nil, [3]int{}, [3]int{}, nil)
-	// Login delays and failure counts are read by every connection
-	// without locks: they are set once, and a change applies when
-	// moxd-master starts again; the connection limits follow reloads.
 	srv := &Server{
 		Store:             func() (*ipc.Conn, error) { return w.Peer(ipc.RoleStore) },
 		Hostname:          slice.Hostname,
 		Log:               w.Log,
 		Limiter:           limiter,
 		PlaintextLoopback: slice.IMAP.Localserve,
-		LoginFailureDelay: slice.IMAP.Limits.AuthFailureDelay,
-		MaxAuthFailures:   slice.IMAP.Limits.MaxAuthFailures,
 		MaxAppendSize:     slice.IMAP.MaxMessageSize,
 	}
-	if err := setLimits(limiter, *slice.IMAP); err != nil {
+	if err := setLimits(srv, *slice.IMAP); err != nil {
 		return err
 	}
 	kc := keyclient.New(w)
@@ -63,7 +58,7 @@ func Run(ctx context.Context, w *worker.Worker) error {
 		if s.IMAP == nil {
 			return fmt.Errorf("reloaded config slice lacks the imap section")
 		}
-		return setLimits(limiter, *s.IMAP)
+		return setLimits(srv, *s.IMAP)
 	})
 	// Store's change events keep the shared mailbox caches current.
 	w.Handle(ipc.RoleStore, srv)
@@ -91,12 +86,14 @@ func Run(ctx context.Context, w *worker.Worker) error {
 	return nil
 }
 
-// setLimits applies the connection limits of the slice.
-func setLimits(l *connlimit.Limiter, s config.IMAPSlice) error {
+// setLimits applies the [limits] of the slice: connection limits and
+// login failure delays, at start and on reload.
+func setLimits(srv *Server, s config.IMAPSlice) error {
 	trusted, err := connlimit.ParseTrusted(s.Limits.TrustedNetworks)
 	if err != nil {
 		return err
 	}
-	l.SetLimits(trusted, s.Limits.ConnectionsPerMinute, s.Limits.ConcurrentConnections)
+	srv.Limiter.SetLimits(trusted, s.Limits.ConnectionsPerMinute, s.Limits.ConcurrentConnections)
+	srv.SetAuthLimits(s.Limits.AuthFailureDelay, s.Limits.MaxAuthFailures)
 	return nil
 }
