@@ -17,6 +17,10 @@
 //	                              relaying to it, R rounds each (default 3); -destconc sets
 //	                              moxd's destination_concurrency (default: moxd's, 10);
 //	                              MOXDBENCH_PERF=DIR records moxd-queue with perf per round
+//	moxdbench -bin DIR imap [-n N] [-msgs M] P3: memory per idle IMAP connection, N
+//	                              connections (default 1000) in IDLE; P4: UID FETCH 1:*
+//	                              (FLAGS), SELECT and SELECT (QRESYNC) on an M-message
+//	                              INBOX (default 100000); moxd vs a Dovecot imap daemon
 //	moxdbench mboxgen -n N -o FILE  write the P6 mbox (deterministic for a -seed)
 //	moxdbench serve-tls ...       (internal) the in-process-key peer server
 //	moxdbench inbound-ns NETNS    (internal) P1 inside the namespace inbound made
@@ -62,7 +66,7 @@ var (
 func main() {
 	flag.Parse()
 	if flag.NArg() < 1 {
-		fmt.Fprintln(os.Stderr, "usage: moxdbench [flags] tls|restart|coldstart|import|inbound|outbound|mboxgen [flags]")
+		fmt.Fprintln(os.Stderr, "usage: moxdbench [flags] tls|restart|coldstart|import|inbound|outbound|imap|mboxgen [flags]")
 		os.Exit(2)
 	}
 	caseName := flag.Arg(0)
@@ -122,6 +126,8 @@ func main() {
 		} else {
 			err = benchOutbound(*count, *rounds, *destConc)
 		}
+	case "imap":
+		err = benchIMAPCase()
 	case "mboxgen":
 		if *output == "" || *count < 1 {
 			err = fmt.Errorf("mboxgen needs -o FILE and -n of at least 1")
