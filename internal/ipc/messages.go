@@ -158,6 +158,10 @@ const (
 	TypeAppendedMessages MsgType = 0x07ad
 	TypeQuotaInfo        MsgType = 0x07ae
 
+	// session: SORT and THREAD keys (msg_sortkeys.go).
+	TypeSortKeysReq MsgType = 0x072f
+	TypeSortKeys    MsgType = 0x07af
+
 	TypeNewSpool      MsgType = 0x0801
 	TypeAddRecipients MsgType = 0x0802
 	TypeSubmit        MsgType = 0x0803
@@ -304,6 +308,8 @@ var messageTable = map[MsgType]msgInfo{
 	TypeAppendedMessages: {"session.AppendedMessages", FamSession, kindReply, func() Message { return new(AppendedMessages) }, 0},
 	TypeQuotaGet:         {"session.QuotaGet", FamSession, kindRequest, func() Message { return new(QuotaGet) }, TypeQuotaInfo},
 	TypeQuotaInfo:        {"session.QuotaInfo", FamSession, kindReply, func() Message { return new(QuotaInfo) }, 0},
+	TypeSortKeysReq:      {"session.SortKeysReq", FamSession, kindRequest, func() Message { return new(SortKeysReq) }, TypeSortKeys},
+	TypeSortKeys:         {"session.SortKeys", FamSession, kindReply, func() Message { return new(SortKeys) }, 0},
 
 	TypeNewSpool:      {"submit.NewSpool", FamSubmit, kindRequest, func() Message { return new(NewSpool) }, TypeSpoolPipe},
 	TypeSpoolPipe:     {"submit.SpoolPipe", FamSubmit, kindReply, func() Message { return new(SpoolPipe) }, 0},

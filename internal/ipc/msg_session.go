@@ -118,6 +118,7 @@ type MailboxInfo struct {
 	Unseen        uint32
 	Deleted       uint32
 	Size          int64
+	DeletedSize   int64 // bytes of the \Deleted messages (RFC 9208 DELETED-STORAGE)
 	UIDNext       uint32
 	HighestModSeq uint64
 	Keywords      []string
@@ -133,6 +134,7 @@ func (m *MailboxInfo) encode(e *Encoder) {
 	e.Uint32(m.Unseen)
 	e.Uint32(m.Deleted)
 	e.Int64(m.Size)
+	e.Int64(m.DeletedSize)
 	e.Uint32(m.UIDNext)
 	e.Uint64(m.HighestModSeq)
 	encodeKeywords(e, m.Keywords)
@@ -148,6 +150,7 @@ func (m *MailboxInfo) decode(d *Decoder) {
 	m.Unseen = d.Uint32()
 	m.Deleted = d.Uint32()
 	m.Size = d.Int64()
+	m.DeletedSize = d.Int64()
 	m.UIDNext = d.Uint32()
 	m.HighestModSeq = d.Uint64()
 	m.Keywords = decodeKeywords(d)
@@ -736,7 +739,12 @@ const (
 	SearchModSeq     uint8 = 18 // Number
 	SearchOlder      uint8 = 19 // Number: Unix seconds; received before it (RFC 5032 OLDER)
 	SearchYounger    uint8 = 20 // Number: Unix seconds; received at or after it (RFC 5032 YOUNGER)
-	searchMaxOp            = SearchYounger
+	// RFC 8514 §4.3: the save date, as SearchBefore/On/Since the received
+	// date (Number: Unix seconds of the day's start).
+	SearchSavedBefore uint8 = 21
+	SearchSavedOn     uint8 = 22
+	SearchSavedSince  uint8 = 23
+	searchMaxOp             = SearchSavedSince
 )
 
 // SearchNode is one node of a search key tree.

@@ -166,6 +166,8 @@ func (sv *service) serveSession(ctx context.Context, ch channelKey, req *ipc.Req
 		sessID = m.Ref.Session
 	case *ipc.Search:
 		sessID = m.Ref.Session
+	case *ipc.SortKeysReq:
+		sessID = m.Ref.Session
 	default:
 		closeFiles(req.Files)
 		return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "unexpected %T", req.Msg)
@@ -335,6 +337,9 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 			reply.Next = r[len(r)-1].Last + 1
 		}
 		return reply, nil, nil
+
+	case *ipc.SortKeysReq:
+		return sortKeysPage(a, m)
 	}
 	return nil, nil, ipc.Errorf(ipc.CodeBadRequest, "unexpected %T", req.Msg)
 }
@@ -400,6 +405,7 @@ func mailboxInfo(mb account.Mailbox) ipc.MailboxInfo {
 		Unseen:        mb.Summary.Unseen,
 		Deleted:       mb.Summary.Deleted,
 		Size:          mb.Summary.Size,
+		DeletedSize:   mb.Summary.DeletedSize,
 		UIDNext:       mb.Summary.UIDNext,
 		HighestModSeq: mb.Summary.HighestModSeq,
 		Keywords:      capKeywords(mb.Keywords),
@@ -627,6 +633,12 @@ func convertSearch(n ipc.SearchNode) account.SearchKey {
 		k.Op, k.Date = account.SearchReceivedBefore, date
 	case ipc.SearchYounger:
 		k.Op, k.Date = account.SearchReceivedSince, date
+	case ipc.SearchSavedBefore:
+		k.Op, k.Date = account.SearchSavedBefore, date
+	case ipc.SearchSavedOn:
+		k.Op, k.Date = account.SearchSavedOn, date
+	case ipc.SearchSavedSince:
+		k.Op, k.Date = account.SearchSavedSince, date
 	}
 	return k
 }

@@ -187,6 +187,9 @@ func open(dir string, opts Options, create bool) (*Account, error) {
 		if err == nil {
 			err = a.recover()
 		}
+		if err == nil {
+			err = a.fillDeletedSizes()
+		}
 	}
 	if err == nil {
 		err = a.loadState()

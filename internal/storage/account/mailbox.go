@@ -64,6 +64,7 @@ type Summary struct {
 	Size                      int64
 	UIDNext                   uint32
 	HighestModSeq             uint64
+	DeletedSize               int64 // bytes of the \Deleted messages (RFC 9208 DELETED-STORAGE)
 }
 
 // Mailbox name limits.
@@ -576,4 +577,50 @@ func (a *Account) Subscriptions() ([]string, error) {
 	}
 	sort.Strings(l)
 	return l, nil
+}
+
+// fillDeletedSizes gives the summaries written before moxd kept deleted
+// sizes theirs, counted from the messages, in one transaction at Open.
+func (a *Account) fillDeletedSizes() error {
+	var old []uint32
+	err := a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketSummary)).ForEach(func(k, v []byte) error {
+			if r, err := parseSummaryRec(v); err == nil && r.DeletedSize < 0 && len(k) == 4 {
+				old = append(old, beU32(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(old) == 0 {
+		return err
+	}
+	err = a.db.Update(func(tx *bolt.Tx) error {
+		sums := tx.Bucket([]byte(bucketSummary))
+		msgs := tx.Bucket([]byte(bucketMsgs)).Cursor()
+		for _, id := range old {
+			r, err := parseSummaryRec(sums.Get(key32(id)))
+			if err != nil {
+				return fmt.Errorf("summary of mailbox id %d: %w", id, err)
+			}
+			r.DeletedSize = 0
+			prefix := key32(id)
+			for k, v := msgs.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = msgs.Next() {
+				m, err := parseMsgRec(v)
+				if err != nil {
+					return fmt.Errorf("mailbox id %d message %d: %w", id, beU32(k[4:]), err)
+				}
+				if m.Flags&FlagDeleted != 0 {
+					r.DeletedSize += m.Size
+				}
+			}
+			if err := sums.Put(prefix, r.marshal()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("count deleted message sizes of %d mailboxes: %w", len(old), err)
+	}
+	return nil
 }

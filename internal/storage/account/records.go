@@ -282,11 +282,16 @@ func parseMailboxRec(b []byte) (mailboxRec, error) {
 
 // summaryRec is the value of the summary bucket: what SELECT and STATUS
 // need, kept equal to a recount of msgs.
+//
+// DeletedSize, the bytes of the \Deleted messages, came after the other
+// fields: a record without it reads as DeletedSize -1, is written back
+// without it, and Open fills it in (fillDeletedSizes).
 type summaryRec struct {
 	Messages, Unseen, Deleted uint32
 	Size                      int64
 	UIDNext                   uint32
 	HighestModSeq             uint64
+	DeletedSize               int64
 }
 
 func (r *summaryRec) marshal() []byte {
@@ -297,6 +302,9 @@ func (r *summaryRec) marshal() []byte {
 	e.varint(r.Size)
 	e.uvarint(uint64(r.UIDNext))
 	e.uvarint(r.HighestModSeq)
+	if r.DeletedSize >= 0 {
+		e.varint(r.DeletedSize)
+	}
 	return e.b
 }
 
@@ -309,11 +317,16 @@ func parseSummaryRec(b []byte) (summaryRec, error) {
 	r.Size = d.varint()
 	r.UIDNext = d.u32()
 	r.HighestModSeq = d.uvarint()
+	if d.err == nil && len(d.b) == 0 {
+		r.DeletedSize = -1 // a record from before deleted sizes
+		return r, nil
+	}
+	r.DeletedSize = d.varint()
 	return r, d.done()
 }
 
 func (r summaryRec) summary() Summary {
-	return Summary{Messages: r.Messages, Unseen: r.Unseen, Deleted: r.Deleted, Size: r.Size, UIDNext: r.UIDNext, HighestModSeq: r.HighestModSeq}
+	return Summary{Messages: r.Messages, Unseen: r.Unseen, Deleted: r.Deleted, Size: r.Size, UIDNext: r.UIDNext, HighestModSeq: r.HighestModSeq, DeletedSize: max(r.DeletedSize, 0)}
 }
 
 // add counts message m in (n=1) or out of (n=-1) the summary.
@@ -325,6 +338,9 @@ func (r *summaryRec) add(m *msgRec, n int) {
 	}
 	if m.Flags&FlagDeleted != 0 {
 		r.Deleted += d
+		if r.DeletedSize >= 0 {
+			r.DeletedSize += int64(n) * m.Size
+		}
 	}
 	r.Size += int64(n) * m.Size
 }

@@ -51,6 +51,11 @@ const (
 	// its clock).
 	SearchReceivedBefore SearchOp = 19 // received < Date
 	SearchReceivedSince  SearchOp = 20 // received >= Date
+	// RFC 8514 §4.3 SAVEDBEFORE, SAVEDON, SAVEDSINCE: the save date, as
+	// SearchBefore, SearchOn and SearchSince compare the received date.
+	SearchSavedBefore SearchOp = 21
+	SearchSavedOn     SearchOp = 22
+	SearchSavedSince  SearchOp = 23
 )
 
 // SearchKey is a node of a search criteria tree.
@@ -200,7 +205,8 @@ func checkSearchKey(k *SearchKey, depth int) error {
 		}
 	case SearchAll, SearchAnd, SearchOr, SearchUIDs, SearchFlag, SearchLarger, SearchSmaller,
 		SearchBefore, SearchOn, SearchSince, SearchSentBefore, SearchSentOn, SearchSentSince,
-		SearchHeader, SearchBody, SearchText, SearchModSeq, SearchReceivedBefore, SearchReceivedSince:
+		SearchHeader, SearchBody, SearchText, SearchModSeq, SearchReceivedBefore, SearchReceivedSince,
+		SearchSavedBefore, SearchSavedOn, SearchSavedSince:
 	default:
 		return fmt.Errorf("%w: unknown search operator %d", ErrBadName, k.Op)
 	}
@@ -294,6 +300,10 @@ func evalKey(k *SearchKey, m *searchMsg) tri {
 		// RFC 9051 §6.4.4: internal date, disregarding time and timezone.
 		got := ymd(time.Unix(m.rec.Received, 0).In(k.Date.Location()))
 		return triOf(cmpDate(k.Op, got, ymd(k.Date)))
+	case SearchSavedBefore, SearchSavedOn, SearchSavedSince:
+		// RFC 8514 §4.3: the save date, disregarding time and timezone.
+		got := ymd(time.Unix(m.rec.SaveDate, 0).In(k.Date.Location()))
+		return triOf(cmpDate(k.Op, got, ymd(k.Date)))
 	case SearchModSeq:
 		return triOf(m.rec.ModSeq >= k.ModSeq)
 	case SearchReceivedBefore:
@@ -308,9 +318,9 @@ func evalKey(k *SearchKey, m *searchMsg) tri {
 // cmpDate applies a before/on/since operator to two dates.
 func cmpDate(op SearchOp, got, want int) bool {
 	switch op {
-	case SearchBefore, SearchSentBefore:
+	case SearchBefore, SearchSentBefore, SearchSavedBefore:
 		return got < want
-	case SearchOn, SearchSentOn:
+	case SearchOn, SearchSentOn, SearchSavedOn:
 		return got == want
 	}
 	return got >= want

@@ -132,3 +132,58 @@ func TestStreamContains(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchSaveDate checks SAVEDBEFORE, SAVEDON and SAVEDSINCE (RFC 8514
+// §4.3) against the save date, which COPY and APPEND set to the time of
+// saving, not the internal date.
+func TestSearchSaveDate(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2025, 3, d, 0, 0, 0, 0, time.UTC) }
+	clock := newTestClock(day(1).Add(23*time.Hour + 30*time.Minute))
+	a, tmp := newAccount(t, clock.opts(Options{}))
+	ctx := testCtx(t)
+	deliver(t, a, tmp, "", msgText("one", "one"), 0)
+	inbox := mustMailbox(t, a, "INBOX")
+
+	// Archive: uid 1 a copy of the INBOX message, saved on the 3rd;
+	// uid 2 appended on the 3rd with an old internal date; uid 3
+	// appended on the 5th with an internal date of the 1st.
+	clock.set(day(3).Add(time.Hour))
+	if _, err := a.Copy(ctx, inbox.ID, inbox.UIDValidity, []UIDRange{{1, 1}}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, "Archive", newBody(t, tmp, msgText("two", "two")), 0, nil, time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	clock.set(day(5).Add(12 * time.Hour))
+	if _, err := a.Append(ctx, "Archive", newBody(t, tmp, msgText("three", "three")), 0, nil, day(1).Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	archive := mustMailbox(t, a, "Archive")
+
+	tests := []struct {
+		name string
+		mb   Mailbox
+		key  SearchKey
+		want []uint32
+	}{
+		{"saved on, late in the day", inbox, SearchKey{Op: SearchSavedOn, Date: day(1)}, []uint32{1}},
+		{"saved on", archive, SearchKey{Op: SearchSavedOn, Date: day(3)}, []uint32{1, 2}},
+		{"received on the same day", archive, SearchKey{Op: SearchOn, Date: day(3)}, nil},
+		{"received on the 1st", archive, SearchKey{Op: SearchOn, Date: day(1)}, []uint32{1, 3}},
+		{"saved before", archive, SearchKey{Op: SearchSavedBefore, Date: day(5)}, []uint32{1, 2}},
+		{"saved before, nothing earlier", archive, SearchKey{Op: SearchSavedBefore, Date: day(3)}, nil},
+		{"saved since", archive, SearchKey{Op: SearchSavedSince, Date: day(5)}, []uint32{3}},
+		{"saved since, the whole day counts", archive, SearchKey{Op: SearchSavedSince, Date: day(3)}, []uint32{1, 2, 3}},
+		{"not saved on", archive, SearchKey{Op: SearchNot, Sub: []SearchKey{{Op: SearchSavedOn, Date: day(3)}}}, []uint32{3}},
+	}
+	for _, tc := range tests {
+		got, err := a.Search(ctx, tc.mb.ID, tc.mb.UIDValidity, tc.key)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

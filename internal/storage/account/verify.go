@@ -372,6 +372,10 @@ func (v *verifier) run(tx *bolt.Tx) error {
 		want := m.recount
 		want.UIDNext = max(m.sum.UIDNext, m.maxUID+1)
 		want.HighestModSeq = max(m.sum.HighestModSeq, m.maxMod)
+		if m.sum.DeletedSize < 0 {
+			// A summary from before deleted sizes: Open adds it.
+			want.DeletedSize = -1
+		}
 		if !m.hasSum || want != m.sum {
 			idk := key32(id)
 			v.problem(m.where+" summary", fmt.Sprintf("summary %+v differs from a recount %+v", m.sum, want), func(tx *bolt.Tx) error {
