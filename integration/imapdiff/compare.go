@@ -30,12 +30,21 @@ const (
 //	kind | script | pattern | expect | reason
 //
 // Fields are separated by " | " (which therefore cannot occur inside a
-// field); script is a script name or "*"; blank lines and lines starting
-// with # are comments.
+// field); script is a script name, "*" (every script), or "name:tag",
+// which limits the rule to the lines of the commands of script name with
+// that tag: the command line, its literals and continuations, and every
+// server line of the command's session from there to the next command of
+// that session (an IDLE keeps its tag across "C: DONE"). For a line or cap
+// rule the lines are those of the Dovecot transcript, for an extra rule
+// those of the other server's. A tag is compared exactly (IMAP tags are
+// echoed as sent) and, in a script whose sessions share tags, names the
+// commands of every session. Blank lines and lines starting with # are
+// comments.
 type Rule struct {
 	Line    int
 	Kind    RuleKind
-	Script  string
+	Script  string // script name or "*"
+	Tag     string // the command tag after "name:", or "" for every line
 	Pattern string
 	Expect  string
 	Reason  string
@@ -72,6 +81,12 @@ func ParseRules(r io.Reader, scripts []string) (Rules, error) {
 			}
 		}
 		ru := Rule{Line: lineno, Kind: RuleKind(f[0]), Script: f[1], Pattern: f[2], Expect: f[3], Reason: f[4]}
+		if name, tag, ok := strings.Cut(ru.Script, ":"); ok {
+			if name == "*" || name == "" || tag == "" || strings.ContainsAny(tag, ": ") {
+				return nil, fmt.Errorf("line %d: %q: a tagged rule is \"script:tag\", for one script", lineno, ru.Script)
+			}
+			ru.Script, ru.Tag = name, tag
+		}
 		if scripts != nil && !known[ru.Script] {
 			return nil, fmt.Errorf("line %d: no script %q", lineno, ru.Script)
 		}
@@ -116,10 +131,54 @@ func (rs Rules) For(script string) Rules {
 	return out
 }
 
+// appliesTo reports whether r may apply to a line of the command with tag
+// (see commandTags).
+func (r Rule) appliesTo(tag string) bool {
+	return r.Tag == "" || r.Tag == tag
+}
+
+// commandTags returns, for each line of a transcript, the tag of the
+// command it belongs to: that of the last "C:" line of its session ("C:
+// DONE" continues the IDLE before it), or "" before the session's first
+// command (the greeting).
+func commandTags(tr []string) []string {
+	cur := map[string]string{}
+	tags := make([]string, len(tr))
+	for i, l := range tr {
+		sess, kind, text, ok := splitLine(l)
+		if !ok {
+			continue
+		}
+		if kind == "C:" && text != "DONE" {
+			tag, _, _ := strings.Cut(text, " ")
+			cur[sess] = tag
+		}
+		tags[i] = cur[sess]
+	}
+	return tags
+}
+
+// HasCommand reports whether a transcript has a command with tag.
+func HasCommand(tr []string, tag string) bool {
+	for _, l := range tr {
+		if _, kind, text, ok := splitLine(l); ok && kind == "C:" {
+			if t, _, _ := strings.Cut(text, " "); t == tag && text != "DONE" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Matches reports whether a line or cap rule matches something in a
-// Dovecot transcript; a rule that matches nothing is stale.
+// Dovecot transcript (within its command, for a tagged rule); a rule that
+// matches nothing is stale.
 func (r Rule) Matches(dovecot []string) bool {
-	for _, l := range dovecot {
+	tags := commandTags(dovecot)
+	for i, l := range dovecot {
+		if !r.appliesTo(tags[i]) {
+			continue
+		}
 		switch r.Kind {
 		case RuleLine:
 			if r.re.MatchString(l) {
@@ -156,10 +215,11 @@ func responseText(l string) string {
 // expected from another server under rs.
 func (rs Rules) Expected(dovecot []string) []string {
 	var out []string
-	for _, l := range dovecot {
+	tags := commandTags(dovecot)
+	for i, l := range dovecot {
 		keep := true
 		for _, r := range rs {
-			if r.Kind == RuleLine && r.re.MatchString(l) {
+			if r.Kind == RuleLine && r.appliesTo(tags[i]) && r.re.MatchString(l) {
 				if r.Expect == "-" {
 					keep = false
 					break
@@ -170,13 +230,14 @@ func (rs Rules) Expected(dovecot []string) []string {
 		if !keep {
 			continue
 		}
-		out = append(out, rs.capsOf(l))
+		out = append(out, rs.capsOf(l, tags[i]))
 	}
 	return out
 }
 
-// capsOf applies the cap rules to a CAPABILITY list in server line l.
-func (rs Rules) capsOf(l string) string {
+// capsOf applies the cap rules to a CAPABILITY list in server line l of
+// the command with tag.
+func (rs Rules) capsOf(l, tag string) string {
 	head, rest, ok := strings.Cut(l, " S: ")
 	if !ok {
 		return l
@@ -193,7 +254,7 @@ func (rs Rules) capsOf(l string) string {
 	}
 	rest = rewriteCaps(rest, func(caps []string) []string {
 		for _, r := range rs {
-			if r.Kind != RuleCap {
+			if r.Kind != RuleCap || !r.appliesTo(tag) {
 				continue
 			}
 			var kept []string
@@ -240,10 +301,11 @@ func Compare(dovecot, other []string, rules Rules) []Diff {
 	want := rules.Expected(dovecot)
 	var got []string
 	var gotLine []int
+	tags := commandTags(other)
 	for i, l := range other {
 		extra := false
 		for _, r := range rules {
-			if r.Kind == RuleExtra && r.re.MatchString(l) {
+			if r.Kind == RuleExtra && r.appliesTo(tags[i]) && r.re.MatchString(l) {
 				extra = true
 				break
 			}

@@ -100,3 +100,104 @@ func TestParseRulesErrors(t *testing.T) {
 		}
 	}
 }
+
+// A tagged rule ("script:tag") applies to the lines of that command only;
+// the same line elsewhere is compared as it is.
+func TestTaggedRules(t *testing.T) {
+	const tagged = `line | sel:v | A S: \* SEARCH 2 | A S: * SEARCH | fabricated: only the answer to v changes
+extra | sel:d | A S: \+ | - | fabricated: a continuation the other server sends in d
+cap | sel:c | MOVE | absent | fabricated: one command's list lacks MOVE
+line | sel:x | [AB] S: \* 1 EXISTS | - | fabricated: in x of either session; B's IDLE x goes on after DONE
+`
+	rules, err := ParseRules(strings.NewReader(tagged), []string{"sel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rules[0].Script != "sel" || rules[0].Tag != "v" {
+		t.Fatalf("parsed script %q tag %q", rules[0].Script, rules[0].Tag)
+	}
+	dovecot := []string{
+		"A S: * OK [CAPABILITY IMAP4rev1 MOVE]",
+		"A C: u SEARCH NEW",
+		"A S: * SEARCH 2",
+		"A S: u OK",
+		"A C: v SEARCH NEW",
+		"A S: * SEARCH 2",
+		"A S: v OK",
+		"A C: c CAPABILITY",
+		"A S: * CAPABILITY IMAP4rev1 MOVE",
+		"A S: c OK",
+		"A C: d APPEND x {1}",
+		"A S: d NO",
+		"B C: x IDLE",
+		"B S: +",
+		"A C: e NOOP",
+		"A S: * 1 EXISTS",
+		"A S: e OK",
+		"B C: DONE",
+		"B S: * 1 EXISTS",
+		"B S: x OK",
+		"A C: x NOOP",
+		"A S: * 1 EXISTS",
+		"A S: x OK",
+	}
+	want := []string{
+		"A S: * OK [CAPABILITY IMAP4rev1 MOVE]",
+		"A C: u SEARCH NEW",
+		"A S: * SEARCH 2",
+		"A S: u OK",
+		"A C: v SEARCH NEW",
+		"A S: * SEARCH",
+		"A S: v OK",
+		"A C: c CAPABILITY",
+		"A S: * CAPABILITY IMAP4rev1",
+		"A S: c OK",
+		"A C: d APPEND x {1}",
+		"A S: d NO",
+		"B C: x IDLE",
+		"B S: +",
+		"A C: e NOOP",
+		"A S: * 1 EXISTS",
+		"A S: e OK",
+		"B C: DONE",
+		"B S: x OK",
+		"A C: x NOOP",
+		"A S: x OK",
+	}
+	rs := rules.For("sel")
+	if got := rs.Expected(dovecot); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Expected:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The extra rule drops "+" in d only.
+	other := append([]string{}, want[:11]...)
+	other = append(other, "A S: +", "A S: d NO")
+	other = append(other, want[12:]...)
+	if d := Compare(dovecot, other, rs); d != nil {
+		t.Errorf("allowed differences reported: %v", d)
+	}
+	other[5] = "A S: +"
+	if d := Compare(dovecot, other, rs); len(d) != 1 || d[0].Other != "A S: +" || d[0].OtherLine != 6 {
+		t.Errorf("a \"+\" in v: got %v, want it reported", d)
+	}
+	// Matches looks within the command only.
+	if !rules[0].Matches(dovecot) || rules[0].Matches(dovecot[:5]) {
+		t.Error("tagged line rule: Matches should see v's SEARCH and not u's")
+	}
+	if !rules[2].Matches(dovecot) || rules[2].Matches(dovecot[:8]) {
+		t.Error("tagged cap rule: Matches should see c's list and not the greeting's")
+	}
+	if !HasCommand(dovecot, "x") || HasCommand(dovecot, "DONE") || HasCommand(dovecot, "w") {
+		t.Error("HasCommand")
+	}
+	for _, bad := range []string{
+		"line | *:v | x | - | a long enough reason\n",      // tag without script
+		"line | sel: | x | - | a long enough reason\n",     // empty tag
+		"line | :v | x | - | a long enough reason\n",       // empty script
+		"line | nosuch:v | x | - | a long enough reason\n", // unknown script
+		"line | sel:v:w | x | - | a long enough reason\n",  // two tags
+	} {
+		if _, err := ParseRules(strings.NewReader(bad), []string{"sel"}); err == nil {
+			t.Errorf("ParseRules(%q) accepted", bad)
+		}
+	}
+}

@@ -50,9 +50,14 @@
 // # Allowed differences (testdata/allowed-differences.txt)
 //
 // See Rule. Rules transform Dovecot's transcript into the one expected from
-// the other server (Rules.Expected), then Compare diffs them. The tests
-// check that the file parses, names existing scripts, and that every rule
-// still matches some Dovecot golden transcript.
+// the other server (Rules.Expected), then Compare diffs them. A rule names
+// a script, "*" for all, or "script:tag" for the responses of one command
+// of a script: a difference that depends on the command, where the same
+// line answers other commands too (a "* 0 RECENT" after EXPUNGE, as in
+// every SELECT). The tests check that the file parses, names existing
+// scripts and, for tagged rules, existing commands, and that every rule
+// still matches some Dovecot golden transcript (a tagged rule within its
+// command).
 //
 // # Adding moxd
 //

@@ -111,8 +111,10 @@ func readGolden(t *testing.T, name string) []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
-// TestAllowedDifferences checks the file parses, names existing scripts,
-// and that no rule is stale (each matches some Dovecot golden transcript).
+// TestAllowedDifferences checks the file parses, names existing scripts
+// (and, for a tagged rule, a command of the script), and that no rule is
+// stale (each matches some Dovecot golden transcript, within its command
+// for a tagged rule).
 func TestAllowedDifferences(t *testing.T) {
 	scripts, err := LoadScripts("testdata")
 	if err != nil {
@@ -127,6 +129,10 @@ func TestAllowedDifferences(t *testing.T) {
 		goldens[s.Name] = readGolden(t, s.Name)
 	}
 	for _, r := range rules {
+		if r.Tag != "" && !HasCommand(goldens[r.Script], r.Tag) {
+			t.Errorf("line %d: script %s has no command tagged %q", r.Line, r.Script, r.Tag)
+			continue
+		}
 		used := false
 		for name, g := range goldens {
 			if (r.Script == "*" || r.Script == name) && r.Matches(g) {

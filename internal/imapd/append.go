@@ -15,10 +15,12 @@ package imapd
 //   - The hook sees the data before the command is parsed to its end, the
 //     handler only a complete command. A command that fails after some of
 //     its literals (a syntax error in a later message, a refused literal)
-//     leaves those in the spool; the handler takes the last
-//     len(Messages) entries, which are its own, and checks their sizes.
-//     The spool is closed after every APPEND, when it would exceed its
-//     limits, and when the connection ends.
+//     leaves those in the spool, so the command loop closes the spool
+//     before it reads each command (conn.loop): an APPEND's spool holds
+//     its own messages only, and the limits below count only them. The
+//     handler checks that the spool has exactly its messages, with their
+//     sizes. The spool is also closed after every APPEND, when it would
+//     exceed its limits, and when the connection ends.
 //   - Limits: a message is at most MaxAppendSize octets. The parser
 //     refuses a larger synchronizing literal before "+" ([TOOBIG]); a
 //     non-synchronizing one is at most 4096 octets under LITERAL- (RFC
@@ -118,6 +120,14 @@ func (c *conn) newSpool() (*appendSpool, error) {
 	return sp, nil
 }
 
+func spoolLen(sp *appendSpool) int {
+	if sp == nil {
+		return 0
+	}
+	return len(sp.entries)
+}
+
+// closeSpool closes and forgets the spool, if there is one.
 func (c *conn) closeSpool() {
 	if c.spool != nil {
 		c.spool.f.Close()
@@ -200,10 +210,10 @@ func (c *conn) cmdAppend(cmd *imap.Command) error {
 	defer c.closeSpool()
 	sp := c.spool
 	k := len(a.Messages)
-	if sp == nil || len(sp.entries) < k {
-		return &respError{status: imap.NO, code: imap.CodeServerBug, text: "internal error", cause: errors.New("append: message data missing from the spool")}
+	if sp == nil || len(sp.entries) != k {
+		return &respError{status: imap.NO, code: imap.CodeServerBug, text: "internal error", cause: fmt.Errorf("append: spool holds %d messages for an APPEND of %d", spoolLen(sp), k)}
 	}
-	entries := sp.entries[len(sp.entries)-k:]
+	entries := sp.entries
 	msgs := make([]storeclient.AppendMessage, k)
 	for i, m := range a.Messages {
 		if entries[i].size != m.Size {

@@ -178,8 +178,8 @@ func TestMultiAppend(t *testing.T) {
 	if l := c.line(); !strings.HasPrefix(l, "m2 NO [TOOBIG]") {
 		t.Fatalf("MULTIAPPEND with a message over the limit: %q", l)
 	}
-	// The spool keeps the first message of the failed command; the next
-	// APPEND still stores exactly its own message.
+	// The first message of the failed command goes with its spool; the
+	// next APPEND stores exactly its own message.
 	_, res = c.cmd(fmt.Sprintf("APPEND INBOX {%d+}\r\n%s", len(msgs[2]), msgs[2]))
 	if _, uid := appendUID(t, res); uid != "4" {
 		t.Fatalf("APPEND after a failed MULTIAPPEND: %q", res)

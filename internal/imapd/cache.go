@@ -10,10 +10,10 @@ package imapd
 //     drops it. A recreated mailbox has a new UIDVALIDITY, so it gets a
 //     new cache; the old one is marked gone and its sessions end.
 //   - Contents: the messages in UID order with flags, keywords (indexes
-//     into the cache's keyword table, which only grows), modseq, size and
-//     received time; the modseq the cache is current up to; and a log of
-//     recent flag changes (modseq, uid), so a session finds what it has
-//     to report without scanning every message.
+//     into the cache's keyword table, which only grows), modseq, size,
+//     received time and save date; the modseq the cache is current up
+//     to; and a log of recent flag changes (modseq, uid), so a session
+//     finds what it has to report without scanning every message.
 //   - Updates: a pull of store's Changes from the cache's modseq, or after
 //     a Resync a full reload compared with what the cache holds. Pulls run
 //     one at a time (pullMu, held across the store calls). An event starts
@@ -74,6 +74,7 @@ type cacheMsg struct {
 	modseq   uint64
 	size     int64
 	received int64 // Unix seconds
+	saved    int64 // Unix seconds: the save date (RFC 8514)
 }
 
 // flagChange is an entry of the flag-change log.
@@ -273,6 +274,14 @@ func (mc *mbCache) sync(ctx context.Context, sess *storeclient.Session, ref ipc.
 	mc.pullMu.Lock()
 	defer mc.pullMu.Unlock()
 	if mc.loaded {
+		mc.mu.RLock()
+		current := highest != 0 && highest <= mc.modseq
+		mc.mu.RUnlock()
+		if current {
+			// Store's summary, just read, has nothing after the
+			// cache: no Changes round trip (repeated SELECT).
+			return nil
+		}
 		return mc.pullLocked(ctx, sess, ref)
 	}
 	return mc.loadLocked(ctx, sess, ref, highest)
@@ -441,7 +450,7 @@ func (mc *mbCache) internAll(names []string) []uint16 {
 }
 
 func (mc *mbCache) fromMeta(kw []uint16, m ipc.MessageMeta) cacheMsg {
-	cm := cacheMsg{uid: m.UID, flags: m.Flags, modseq: m.ModSeq, size: m.Size, received: m.Received}
+	cm := cacheMsg{uid: m.UID, flags: m.Flags, modseq: m.ModSeq, size: m.Size, received: m.Received, saved: m.SaveDate}
 	for _, k := range m.Keywords {
 		if int(k) < len(kw) {
 			cm.kw = append(cm.kw, kw[k])

@@ -141,6 +141,13 @@ func TestCacheResync(t *testing.T) {
 	if l := c.line(); l != "* 1 EXPUNGE" {
 		t.Fatalf("after Resync: %q", l)
 	}
+	// The new keyword is announced first (RFC 9051 §7.3.5).
+	if l := c.line(); l != `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft $Done)` {
+		t.Fatalf("after Resync: %q", l)
+	}
+	if l := c.line(); !strings.HasPrefix(l, `* OK [PERMANENTFLAGS (\Seen \Answered \Flagged \Deleted \Draft $Done \*)]`) {
+		t.Fatalf("after Resync: %q", l)
+	}
 	if l := c.line(); l != `* 2 FETCH (FLAGS (\Seen $Done))` {
 		t.Fatalf("after Resync: %q", l)
 	}

@@ -113,7 +113,7 @@ func (c *conn) login(cmd *imap.Command, mech string, initial []byte, hasInitial 
 	}
 	c.sess, c.storeConn, c.state = sess, sc, stateAuth
 	c.authFailures = 0
-	c.loggedIn <- sc
+	c.srv.watchStore(sc, c)
 	c.srv.logins.Add(1)
 	c.log.Info("logged in", "account", sess.Account, "mechanism", mech)
 	// RFC 9051 §6.2.2: the capabilities may change; send them along.
@@ -392,6 +392,12 @@ func (c *conn) list(a *imap.ListArgs, verb string) error {
 				continue
 			}
 		}
+		if verb == "LIST" && !selSubscribed && !e.exists && !e.children {
+			// RFC 5258 §3 (RFC 9051 §6.3.9's table): without the
+			// SUBSCRIBED selection a name that is neither a mailbox nor
+			// the parent of one is not listed, even if subscribed.
+			continue
+		}
 		if verb == "LIST" {
 			if !e.exists {
 				if extended {
@@ -442,8 +448,13 @@ func (c *conn) writeStatusData(mb ipc.MailboxInfo, items []string) {
 			v = strconv.FormatUint(uint64(mb.UIDValidity), 10)
 		case "UNSEEN":
 			v = strconv.FormatUint(uint64(mb.Unseen), 10)
-		case "DELETED":
+		case "DELETED": // RFC 9051 §6.3.11
 			v = strconv.FormatUint(uint64(mb.Deleted), 10)
+		case "DELETED-STORAGE":
+			// RFC 9208 §4.1.4, §5.1: what EXPUNGE would free, in units
+			// of 1024 octets as STORAGE, rounded up as its usage is
+			// (quota.go).
+			v = strconv.FormatInt((mb.DeletedSize+1023)/1024, 10)
 		case "SIZE": // RFC 8438
 			v = strconv.FormatInt(mb.Size, 10)
 		case "HIGHESTMODSEQ": // RFC 7162 §3.1.6
@@ -505,9 +516,23 @@ func (c *conn) cmdDelete(cmd *imap.Command) error {
 	ctx, cancel := c.callCtx()
 	defer cancel()
 	if _, err := c.sess.ChangeMailbox(ctx, ipc.MailboxDelete, name, "", 0); err != nil {
+		if errors.Is(err, storeclient.ErrRefused) && c.hasChildren(ctx, name) {
+			// RFC 9051 §6.3.5: a server that does not delete a mailbox
+			// with inferiors SHOULD say so with [HASCHILDREN] (§7.1).
+			return respNO("HASCHILDREN", "mailbox has child mailboxes; delete or rename them first")
+		}
 		return storeError(err)
 	}
 	return nil
+}
+
+// hasChildren reports whether mailbox name has child mailboxes.
+func (c *conn) hasChildren(ctx context.Context, name string) bool {
+	mbs, err := c.sess.Mailboxes(ctx, false)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(mbs, func(mb ipc.MailboxInfo) bool { return strings.HasPrefix(mb.Name, name+"/") })
 }
 
 func (c *conn) cmdRename(cmd *imap.Command) error {

@@ -131,7 +131,8 @@ func TestCondStore(t *testing.T) {
 	}
 	// NOOP reports the other session's change with UID and MODSEQ, once.
 	c2.ok(`STORE 2 +FLAGS.SILENT ($Two)`)
-	if u := c.ok("NOOP"); len(u) != 1 || !strings.HasPrefix(u[0], `* 2 FETCH (UID 2 FLAGS (\Deleted $Two) MODSEQ (`) {
+	// The new keyword: FLAGS and PERMANENTFLAGS first (RFC 9051 §7.3.5).
+	if u := c.ok("NOOP"); len(u) != 3 || !strings.HasPrefix(u[0], "* FLAGS ") || !strings.HasPrefix(u[2], `* 2 FETCH (UID 2 FLAGS (\Deleted $Two) MODSEQ (`) {
 		t.Fatalf("NOOP: %q", u)
 	}
 	if u := c.ok("NOOP"); len(u) != 0 {

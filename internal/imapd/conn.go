@@ -5,11 +5,13 @@ package imapd
 //
 // Implementation notes:
 //   - One goroutine per connection reads a command, runs its handler and
-//     writes the responses; only it writes to the connection. A watcher
-//     goroutine only sets c.stop and a read deadline in the past, so the
-//     reader wakes up and the connection goroutine writes the BYE.
-//   - Deadline order (why the watcher cannot be missed): the reader sets
-//     its idle deadline, then checks c.stop, then reads; the watcher sets
+//     writes the responses; only it writes to the connection. A server
+//     shutdown (context.AfterFunc) or a store restart (one goroutine per
+//     store channel, watchStore) only sets c.stop and a read deadline in
+//     the past, so the reader wakes up and the connection goroutine writes
+//     the BYE.
+//   - Deadline order (why an interrupt cannot be missed): the reader sets
+//     its idle deadline, then checks c.stop, then reads; interrupt sets
 //     c.stop, then the past deadline.
 //   - After login all store calls go over the one channel the login
 //     happened on (store binds tokens and sessions to it); when it closes,
@@ -37,6 +39,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,6 +90,10 @@ type Server struct {
 	LoginFailureDelay time.Duration
 	// authLimits, once set, replaces the two fields above (config reload).
 	authLimits atomic.Pointer[authLimits]
+
+	// The logged-in sessions per store channel (watchStore).
+	storeMu       sync.Mutex
+	storeSessions map[*ipc.Conn]map[*conn]struct{}
 	// MaxLine bounds a command line with its in-memory literals
 	// (imap.DefaultMaxLine if 0).
 	MaxLine int
@@ -270,9 +277,9 @@ type conn struct {
 	in   *waitReader
 	idle idleWait
 
-	stop     atomic.Value   // string: why the watcher stopped the connection
-	watchCh  chan struct{}  // closed when Serve returns
-	loggedIn chan *ipc.Conn // the session's store channel, to watch
+	stop    atomic.Value  // string: why the watcher stopped the connection
+	watchCh chan struct{} // closed when Serve returns
+	raw     net.Conn      // the TCP connection under TLS and compression
 }
 
 // Serve runs the IMAP protocol on conn until the client logs out, the
@@ -284,7 +291,7 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &conn{srv: s, ctx: ctx, nc: nc, implicitTLS: implicitTLS, watchCh: make(chan struct{}), loggedIn: make(chan *ipc.Conn, 1)}
+	c := &conn{srv: s, ctx: ctx, nc: nc, implicitTLS: implicitTLS, watchCh: make(chan struct{}), raw: nc}
 	c.log = log.With("remote", nc.RemoteAddr().String())
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.ip = ap.Addr().Unmap()
@@ -319,7 +326,8 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 	} else {
 		c.setReader(nc)
 	}
-	go c.watch()
+	stopShutdown := context.AfterFunc(ctx, func() { c.interrupt("server shutting down") })
+	defer stopShutdown()
 	c.writeStatus("", imap.OK, imap.CodeCapability(c.capabilities()...), "moxd ready")
 	if err := c.flush(); err != nil {
 		return
@@ -329,6 +337,7 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 
 func (c *conn) cleanup() {
 	close(c.watchCh)
+	c.srv.unwatchStore(c)
 	c.dropSelection()
 	if c.sess != nil {
 		c.sess.Close()
@@ -370,30 +379,54 @@ func (c *conn) handshake() error {
 	return nil
 }
 
-// watch stops the connection when the server shuts down or, once logged
-// in, when the store channel of the session closes.
-func (c *conn) watch() {
-	var storeDone <-chan struct{}
-	for {
-		select {
-		case <-c.watchCh:
-			return
-		case <-c.ctx.Done():
-			c.interrupt("server shutting down")
-			return
-		case <-storeDone:
-			c.interrupt("store restarted; log in again")
-			return
-		case sc := <-c.loggedIn:
-			// From now on, watch the session's store channel.
-			storeDone = sc.Done()
-		}
+// Logged-in sessions end when the store channel they logged in over
+// closes (a store restart). One goroutine per store channel, not per
+// connection, waits for that and interrupts its sessions: an idle
+// connection costs no goroutine of its own (P3).
+
+// watchStore adds c, logged in over sc, to the sessions ended when sc
+// closes.
+func (s *Server) watchStore(sc *ipc.Conn, c *conn) {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	if s.storeSessions == nil {
+		s.storeSessions = map[*ipc.Conn]map[*conn]struct{}{}
 	}
+	set := s.storeSessions[sc]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		s.storeSessions[sc] = set
+		go s.endStoreSessions(sc)
+	}
+	set[c] = struct{}{}
 }
 
+// unwatchStore removes c when its connection ends.
+func (s *Server) unwatchStore(c *conn) {
+	if c.storeConn == nil {
+		return
+	}
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	delete(s.storeSessions[c.storeConn], c)
+}
+
+// endStoreSessions interrupts every session of sc once sc closes.
+func (s *Server) endStoreSessions(sc *ipc.Conn) {
+	<-sc.Done()
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	for c := range s.storeSessions[sc] {
+		c.interrupt("store restarted; log in again")
+	}
+	delete(s.storeSessions, sc)
+}
+
+// interrupt makes the connection goroutine stop with a BYE saying why:
+// the read deadline, set on the TCP connection, wakes its read.
 func (c *conn) interrupt(why string) {
 	c.stop.Store(why)
-	c.nc.SetReadDeadline(time.Unix(1, 0))
+	c.raw.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (c *conn) stopped() string {
@@ -466,6 +499,7 @@ func (c *conn) loop() {
 			c.bye(imap.CodeUnavailable, why)
 			return
 		}
+		c.closeSpool() // every APPEND starts with an empty spool (append.go)
 		cmd, err := imap.ReadCommand(c.r)
 		var se *imap.SyntaxError
 		var re *imap.RefusedError

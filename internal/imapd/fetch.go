@@ -1,9 +1,9 @@
 package imapd
 
 // FETCH of message data (RFC 9051 §6.4.5, §7.5.2; RFC 3501 §6.4.5 for
-// IMAP4rev1 clients; BINARY from RFC 3516): the items of one message,
-// ENVELOPE and BODYSTRUCTURE from store's part tree, body sections, their
-// partials, and decoded BINARY sections.
+// IMAP4rev1 clients; BINARY from RFC 3516; SAVEDATE from RFC 8514): the
+// items of one message, ENVELOPE and BODYSTRUCTURE from store's part tree,
+// body sections, their partials, and decoded BINARY sections.
 //
 // Implementation notes:
 //   - Message data is Prefix (header lines store adds at delivery)
@@ -20,6 +20,11 @@ package imapd
 //     is written, data streamed from the file. A file shorter than a
 //     literal's announced length ends the connection; one found short
 //     while planning gets NO [SERVERBUG].
+//   - A FETCH that sets \Seen stores it before the first message is
+//     planned (the responses show the new flags), so what planning can
+//     refuse for a message's structure (BINARY of a multipart, an unknown
+//     encoding) is checked for all messages first, from their part trees
+//     (checkStructure), and only then is \Seen stored.
 //   - Part numbers (RFC 9051 §6.4.5): the parts of a multipart count
 //     from 1; a message that is not multipart has one part, 1, its body;
 //     past a message/rfc822 or message/global part, numbers count in the
@@ -54,8 +59,9 @@ import (
 const codeUnknownCTE = "UNKNOWN-CTE"
 
 func init() {
-	// RFC 3516 §4.1.
-	addCaps(capEntry{name: "BINARY"})
+	// RFC 3516 §4.1; RFC 8514 §4.1 (SAVEDATE: FETCH here, SEARCH in
+	// search.go).
+	addCaps(capEntry{name: "BINARY"}, capEntry{name: "SAVEDATE"})
 }
 
 // msgReader serves a message: prefix, then the file.
@@ -108,15 +114,14 @@ func headerLen(r io.Reader) (int64, error) {
 // an item moxd serves.
 func fetchBody(it imap.FetchItem) (bool, error) {
 	switch it.Name {
-	case "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "ENVELOPE", "BODYSTRUCTURE":
+	case "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "ENVELOPE", "BODYSTRUCTURE", "SAVEDATE":
 		return false, nil
 	case "BODY":
 		return it.Section != nil, nil
 	case "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BINARY", "BINARY.SIZE":
 		return true, nil
 	}
-	// SAVEDATE (RFC 8514) and whatever else the parser learns: not in
-	// CAPABILITY.
+	// Whatever else the parser learns: not in CAPABILITY.
 	return false, respBAD("FETCH %s is not supported by moxd (see CAPABILITY)", it.Name)
 }
 
@@ -137,7 +142,7 @@ func setsSeen(it imap.FetchItem) bool {
 // needsTree says whether the item is answered from the part tree.
 func needsTree(it imap.FetchItem) bool {
 	switch it.Name {
-	case "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ":
+	case "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "SAVEDATE":
 		return false
 	}
 	return true
@@ -514,6 +519,49 @@ func asciiUpper(s string) string {
 	return string(b)
 }
 
+// structureChecks returns the items whose answer depends on the part
+// tree in a way that can fail the command: BINARY and BINARY.SIZE of a
+// part, refused for multipart and message parts (BAD) and for encodings
+// moxd cannot decode (NO [UNKNOWN-CTE]).
+func structureChecks(items []imap.FetchItem) []imap.FetchItem {
+	var l []imap.FetchItem
+	for _, it := range items {
+		if (it.Name == "BINARY" || it.Name == "BINARY.SIZE") && it.Section != nil && len(it.Section.Part) > 0 {
+			l = append(l, it)
+		}
+	}
+	return l
+}
+
+// checkStructure runs the checks of items (from structureChecks) for the
+// view indexes l from the part trees alone (store sends no file). cmdFetch
+// calls it before it sets \Seen, so a FETCH that answers BAD or NO marks
+// no message read: the client got no message's data. A FETCH without such
+// items, the common case, skips it and opens each message once.
+func (c *conn) checkStructure(ctx context.Context, l []int, items []imap.FetchItem) error {
+	s := c.sel
+	for _, i := range l {
+		d := &msgData{m: s.at(i)}
+		msg, err := c.sess.Open(ctx, s.ref, d.m.uid, false)
+		if err != nil {
+			return storeError(err)
+		}
+		if msg.File != nil {
+			msg.File.Close()
+		}
+		if msg.Part == nil {
+			return respNO(imap.CodeServerBug, "store sent no message structure")
+		}
+		d.root, d.plen = msg.Part, int64(len(msg.Prefix))
+		for _, it := range items {
+			if _, err := d.binarySection(it.Section.Part); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, needBody, addFlags bool) error {
 	s := c.sel
 	d := &msgData{m: s.at(i)}
@@ -553,7 +601,11 @@ func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, 
 		plans[k] = id
 	}
 
-	// Step 2: the response.
+	// Step 2: the response; before it, FLAGS for keywords the client has
+	// not been told of (selected.go).
+	if addFlags || slices.ContainsFunc(items, func(it imap.FetchItem) bool { return it.Name == "FLAGS" }) {
+		c.writeNewKeywords()
+	}
 	c.w.WriteString("* " + strconv.Itoa(i+1) + " FETCH (")
 	first := true
 	sp := func() {
@@ -579,6 +631,11 @@ func (c *conn) fetchMessage(ctx context.Context, i int, items []imap.FetchItem, 
 			continue
 		case "RFC822.SIZE":
 			c.w.WriteString("RFC822.SIZE " + strconv.FormatInt(m.size, 10))
+			continue
+		case "SAVEDATE":
+			// RFC 8514 §4.2: every moxd mailbox keeps save dates, so
+			// never NIL.
+			c.w.WriteString(`SAVEDATE "` + imap.FormatDateTime(time.Unix(m.saved, 0).UTC()) + `"`)
 			continue
 		case "MODSEQ":
 			hasModSeq = true

@@ -1,6 +1,8 @@
 package imapd
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -60,5 +62,37 @@ func TestAuthLimitsReload(t *testing.T) {
 	c.expect("LOGIN mjl@example.org wrong", "NO [AUTHENTICATIONFAILED]")
 	if l := c.line(); !strings.HasPrefix(l, "* BYE ") {
 		t.Errorf("after the one allowed failure: %q, want BYE", l)
+	}
+}
+
+// TestShutdown: when the server's context ends, a connection waiting for
+// a command, logged in or not, gets BYE [UNAVAILABLE].
+func TestShutdown(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go e.srv.Serve(ctx, nc, false)
+		}
+	}()
+	e.addr = ln.Addr().String()
+	c1, _ := e.dial(t)
+	c2, _ := e.dial(t)
+	c2.login()
+	c2.ok("SELECT INBOX")
+	cancel()
+	for _, c := range []*client{c1, c2} {
+		if l := c.line(); !strings.HasPrefix(l, "* BYE [UNAVAILABLE] server shutting down") {
+			t.Errorf("after shutdown: %q", l)
+		}
 	}
 }

@@ -1,9 +1,9 @@
 package imapd
 
 // SEARCH and UID SEARCH (RFC 9051 §6.4.4, RFC 3501 §6.4.4) with ESEARCH
-// (RFC 4731), SEARCHRES (RFC 5182, searchres.go), WITHIN (RFC 5032) and
-// the MODSEQ criterion (RFC 7162 §3.1.5); SORT (sort.go) and THREAD
-// (thread.go) start from the same search.
+// (RFC 4731), SEARCHRES (RFC 5182, searchres.go), WITHIN (RFC 5032), the
+// MODSEQ criterion (RFC 7162 §3.1.5) and the save date criteria (RFC 8514
+// §4.3); SORT (sort.go) and THREAD (thread.go) start from the same search.
 //
 // Implementation notes:
 //   - Store evaluates the program; it knows UIDs only, so sequence sets
@@ -142,6 +142,9 @@ var searchFlags = map[string]struct {
 var searchDates = map[string]uint8{
 	"BEFORE": ipc.SearchBefore, "ON": ipc.SearchOn, "SINCE": ipc.SearchSince,
 	"SENTBEFORE": ipc.SearchSentBefore, "SENTON": ipc.SearchSentOn, "SENTSINCE": ipc.SearchSentSince,
+	// RFC 8514 §4.3: the save date, like the internal date for BEFORE,
+	// ON and SINCE.
+	"SAVEDBEFORE": ipc.SearchSavedBefore, "SAVEDON": ipc.SearchSavedOn, "SAVEDSINCE": ipc.SearchSavedSince,
 }
 
 func negate(n ipc.SearchNode) ipc.SearchNode {
@@ -294,8 +297,10 @@ func (p *searchProg) node(k *imap.SearchKey) (ipc.SearchNode, error) {
 		// name and type (§3.1.5 allows it).
 		p.modseq = true
 		return ipc.SearchNode{Op: ipc.SearchModSeq, Number: int64(min(k.Number, math.MaxInt64))}, nil
-	case "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "SAVEDATESUPPORTED":
-		return ipc.SearchNode{}, respBAD("%s needs SAVEDATE, which is not supported", k.Op)
+	case "SAVEDATESUPPORTED":
+		// RFC 8514 §4.3: every message of a mailbox that keeps save
+		// dates, which every moxd mailbox does.
+		return matchAll, nil
 	}
 	return ipc.SearchNode{}, respBAD("unknown search key %s", k.Op)
 }

@@ -218,7 +218,7 @@ func TestSearchKeys(t *testing.T) {
 	}
 	// UID SEARCH answers UIDs; here they equal the sequence numbers,
 	// so compare after an expunge below.
-	for _, s := range []string{"SAVEDBEFORE 1-Jan-2024", "SAVEDATESUPPORTED", "21", "UID 1:*:3"} {
+	for _, s := range []string{"SAVEDBEFORE 1-Jan", "21", "UID 1:*:3"} {
 		c.expect("SEARCH "+s, "BAD")
 	}
 	c.expect("SEARCH CHARSET ISO-8859-1 ALL", "NO [BADCHARSET (US-ASCII UTF-8)]")

@@ -17,6 +17,11 @@ package imapd
 //     FLAGS may show a change before the unsolicited FETCH reports it;
 //     the session's own STORE and FETCH-sets-\Seen changes are kept in
 //     own, so the report after them does not repeat them.
+//   - New keywords: when the cache's keyword table (which only grows) has
+//     a keyword the session has not announced, FLAGS and PERMANENTFLAGS
+//     go out before the FETCH that shows it (RFC 9051 §7.3.5): report,
+//     STORE's FETCH responses and FETCH check first
+//     (appendNewKeywordsLocked, writeNewKeywords).
 //   - Code outside this file reads the view only through count, at,
 //     resolve (c.resolveSet for sets that may be "$") and uidRanges, and
 //     removes messages with c.expunged.
@@ -42,6 +47,7 @@ type selMsg struct {
 	keywords []string
 	size     int64
 	received int64 // Unix seconds
+	saved    int64 // Unix seconds: the save date (RFC 8514)
 }
 
 // selected is a session's view of the selected mailbox. The view state
@@ -57,6 +63,13 @@ type selected struct {
 	flagModseq uint64       // flag changes up to here are reported
 	pending    []pendingMsg // expunged in the cache, not yet reported; by UID
 	own        []ownChange  // the session's own reported changes after flagModseq
+
+	// The keywords announced in FLAGS, and how many entries of the
+	// cache's keyword table (which only grows) were compared with them.
+	// Only the session's goroutine uses these; reading the table needs
+	// cache.mu.
+	kwKnown []string
+	kwSeen  int
 }
 
 // ownChange is a flag change the session made and reported itself: the
@@ -183,7 +196,7 @@ func (s *selected) indexLocked(uid uint32) (int, bool) {
 }
 
 func (s *selected) selMsg(m *cacheMsg) selMsg {
-	sm := selMsg{uid: m.uid, modseq: m.modseq, flags: m.flags, size: m.size, received: m.received}
+	sm := selMsg{uid: m.uid, modseq: m.modseq, flags: m.flags, size: m.size, received: m.received, saved: m.saved}
 	for _, k := range m.kw {
 		sm.keywords = append(sm.keywords, s.cache.kwNames[k])
 	}
@@ -289,6 +302,62 @@ func (s *selected) ownLocked(m *cacheMsg) bool {
 	return false
 }
 
+// newKeywordsLocked adds the keywords of the cache's table that the
+// session has not announced to kwKnown, and reports whether there were
+// any. cache.mu is held (read or write).
+func (s *selected) newKeywordsLocked() bool {
+	names := s.cache.kwNames
+	if s.kwSeen >= len(names) {
+		return false
+	}
+	added := false
+	for _, k := range names[s.kwSeen:] {
+		// Keywords compare without regard to case, as store compares them.
+		if !slices.ContainsFunc(s.kwKnown, func(x string) bool { return strings.EqualFold(x, k) }) {
+			s.kwKnown = append(s.kwKnown, k)
+			added = true
+		}
+	}
+	s.kwSeen = len(names)
+	return added
+}
+
+// appendFlagsResponses appends FLAGS with the announced keywords and the
+// PERMANENTFLAGS that go with it (RFC 9051 §7.3.5, §7.1).
+func (s *selected) appendFlagsResponses(b []byte) []byte {
+	flags := appendFlags(nil, 0xff, s.kwKnown)
+	b = append(append(append(b, "* FLAGS "...), flags...), "\r\n"...)
+	if s.readOnly {
+		return imap.AppendStatus(b, "", imap.OK, "PERMANENTFLAGS ()", "read-only mailbox")
+	}
+	perm := strings.TrimSuffix(string(flags), ")")
+	if perm != "(" {
+		perm += " "
+	}
+	return imap.AppendStatus(b, "", imap.OK, "PERMANENTFLAGS "+perm+`\*)`, "flags and new keywords are kept")
+}
+
+// appendNewKeywordsLocked appends FLAGS and PERMANENTFLAGS when the cache
+// has keywords the session has not announced: RFC 9051 §7.3.5, the client
+// learns of a keyword from FLAGS before a FETCH shows it on a message.
+// Every writer of FETCH flags calls it first. cache.mu is held (read or
+// write).
+func (c *conn) appendNewKeywordsLocked(b []byte) []byte {
+	if s := c.sel; s.newKeywordsLocked() {
+		b = s.appendFlagsResponses(b)
+	}
+	return b
+}
+
+// writeNewKeywords writes what appendNewKeywordsLocked appends.
+func (c *conn) writeNewKeywords() {
+	mc := c.sel.cache
+	mc.mu.RLock()
+	b := c.appendNewKeywordsLocked(nil)
+	mc.mu.RUnlock()
+	c.w.Write(b)
+}
+
 // deselect leaves the selected state; closed sends [CLOSED] (RFC 7162
 // §3.2.11, RFC 9051 §7.1) if a mailbox was selected.
 func (c *conn) deselect(closed bool) {
@@ -341,6 +410,10 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 	}
 	uidNext := max(mc.uidNext, mb.UIDNext)
 	modseq := s.flagModseq
+	// FLAGS names the mailbox's keywords and those the cache already
+	// has, which the client may see next (QRESYNC, FETCH).
+	s.kwKnown = slices.Clone(mb.Keywords)
+	s.newKeywordsLocked()
 	mc.mu.RUnlock()
 
 	c.w.WriteString("* " + strconv.Itoa(n) + " EXISTS\r\n")
@@ -349,17 +422,7 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 	} else {
 		c.w.WriteString("* 0 RECENT\r\n") // IMAP4rev1; moxd has no \Recent
 	}
-	flags := string(appendFlags(nil, 0xff, mb.Keywords))
-	c.w.WriteString("* FLAGS " + flags + "\r\n")
-	if s.readOnly {
-		c.writeStatus("", imap.OK, "PERMANENTFLAGS ()", "read-only mailbox")
-	} else {
-		perm := strings.TrimSuffix(flags, ")")
-		if perm != "(" {
-			perm += " "
-		}
-		c.writeStatus("", imap.OK, "PERMANENTFLAGS "+perm+`\*)`, "flags and new keywords are kept")
-	}
+	c.w.Write(s.appendFlagsResponses(nil))
 	if unseen > 0 && !c.rev2 {
 		// IMAP4rev1 (RFC 3501 §6.3.1): the first unseen message.
 		c.writeStatus("", imap.OK, "UNSEEN "+strconv.Itoa(unseen), "first unseen message")
@@ -435,12 +498,19 @@ func (c *conn) cmdExpunge(cmd *imap.Command) error {
 	} else {
 		chunks = [][]ipc.UIDRange{nil} // all \Deleted messages
 	}
+	var modseq uint64
 	for _, ch := range chunks {
 		res, err := c.sess.Expunge(ctx, s.ref, ch)
 		if err != nil {
 			return storeError(err)
 		}
 		c.expunged(res.UIDs)
+		modseq = max(modseq, res.ModSeq)
+	}
+	if c.qresync && modseq > 0 {
+		// RFC 7162 §3.2: with QRESYNC enabled, the tagged OK of EXPUNGE
+		// carries the mailbox's new HIGHESTMODSEQ.
+		return &okText{code: imap.CodeHighestModSeq(modseq), text: "EXPUNGE completed"}
 	}
 	return nil
 }
@@ -510,7 +580,8 @@ func (c *conn) appendFetchFlags(b []byte, seq int, m *cacheMsg, uid bool) []byte
 func (c *conn) writeFetchFlags(i int, uid bool) {
 	mc := c.sel.cache
 	mc.mu.RLock()
-	b := c.appendFetchFlags(nil, i+1, c.sel.atLocked(i), uid)
+	b := c.appendNewKeywordsLocked(nil)
+	b = c.appendFetchFlags(b, i+1, c.sel.atLocked(i), uid)
 	mc.mu.RUnlock()
 	c.w.Write(b)
 }
@@ -560,6 +631,7 @@ func (c *conn) report(allowExpunge bool) {
 	if allowExpunge {
 		b = c.reportExpungesLocked(b, func(uint32) bool { return true })
 	}
+	b = c.appendNewKeywordsLocked(b)
 	b = c.reportFlagsLocked(b)
 	if n := len(mc.msgs); n > 0 && mc.msgs[n-1].uid > s.lastUID {
 		s.lastUID = mc.msgs[n-1].uid
@@ -685,6 +757,13 @@ func (c *conn) cmdFetch(cmd *imap.Command) error {
 	}
 	// Messages whose \Seen this FETCH sets report FLAGS (RFC 9051 §6.4.5).
 	var newlySeen map[uint32]bool
+	if checks := structureChecks(items); seen && len(checks) > 0 {
+		// What can refuse the command comes before \Seen is stored
+		// (fetch.go).
+		if err := c.checkStructure(ctx, l, checks); err != nil {
+			return err
+		}
+	}
 	if seen {
 		var unseen []int
 		for _, i := range l {

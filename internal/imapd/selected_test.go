@@ -197,7 +197,9 @@ func TestFetch(t *testing.T) {
 func TestStoreExpunge(t *testing.T) {
 	e, c := selEnv(t)
 	c.ok("SELECT INBOX")
-	if u := c.ok(`STORE 2 +FLAGS (\Deleted $Label1)`); len(u) != 1 || u[0] != `* 2 FETCH (FLAGS (\Deleted $Label1))` {
+	// A new keyword: FLAGS and PERMANENTFLAGS before the FETCH (RFC 9051
+	// §7.3.5).
+	if u := c.ok(`STORE 2 +FLAGS (\Deleted $Label1)`); len(u) != 3 || !strings.HasPrefix(u[0], "* FLAGS ") || u[2] != `* 2 FETCH (FLAGS (\Deleted $Label1))` {
 		t.Fatalf("STORE +FLAGS: %q", u)
 	}
 	if u := c.ok(`UID STORE 1 FLAGS.SILENT (\Flagged \Seen)`); len(u) != 0 {

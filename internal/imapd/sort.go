@@ -4,30 +4,28 @@ package imapd
 // keys (RFC 5957) and ESORT's RETURN options (RFC 5267 §3.1).
 //
 // Implementation notes:
-//   - The sort keys come from each matching message's envelope, asked of
-//     store one message at a time (MessageOpen without the file); ARRIVAL
-//     and SIZE come from the view. A message expunged meanwhile sorts
-//     with empty keys.
-//   - Strings are compared after RFC 2047 decoding, case-folded with
-//     Unicode title case: the first step of i;unicode-casemap (RFC 5051);
-//     the decomposition step is not done.
+//   - The sort keys of the matching messages come from store in pages
+//     (storeclient SortKeys: hundreds of messages per call, only the key
+//     groups the criteria need), from what store recorded at delivery; no
+//     message file is opened. ARRIVAL and SIZE come from the view. A
+//     message expunged meanwhile sorts with empty keys.
+//   - Store decodes RFC 2047 words and extracts the base subject (RFC 5256
+//     §2.1); here strings are case-folded with Unicode title case: the
+//     first step of i;unicode-casemap (RFC 5051); the decomposition step
+//     is not done.
 //   - The address keys take the first address that is a mailbox (group
 //     markers are skipped).
 
 import (
 	"cmp"
 	"context"
-	"errors"
-	"mime"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"moxd/internal/ipc"
 	"moxd/internal/mailproto/imap"
-	"moxd/internal/mailproto/message"
-	"moxd/internal/storage/storeclient"
 )
 
 func init() {
@@ -39,7 +37,9 @@ func init() {
 
 // msgInfo is what sorting and threading know of a message.
 type msgInfo struct {
-	idx      int // view index
+	idx      int   // view index
+	received int64 // internal date, Unix seconds (ARRIVAL)
+	size     int64 // RFC822.SIZE (SIZE)
 	sent     time.Time
 	subject  string // base subject (RFC 5256 §2.1), folded
 	reply    bool   // the subject marks a reply or forward (RFC 5256 §3)
@@ -57,156 +57,39 @@ type msgInfo struct {
 // collate is the comparison form of a string.
 func collate(s string) string { return strings.ToTitle(s) }
 
-// decode2047 decodes RFC 2047 encoded words; undecodable text stays raw.
-func decode2047(s string) string {
-	var d mime.WordDecoder
-	if out, err := d.DecodeHeader(s); err == nil {
-		return out
-	}
-	return s
-}
-
-// firstMailbox returns the first address of l that is a mailbox.
-func firstMailbox(l []message.Address) (message.Address, bool) {
-	for _, a := range l {
-		if a.Host != "" {
-			return a, true
-		}
-	}
-	return message.Address{}, false
-}
-
 // addrKey is RFC 5256's addr-mailbox of the first address.
-func addrKey(l []message.Address) string {
-	a, _ := firstMailbox(l)
-	return collate(a.Mailbox)
-}
+func addrKey(a ipc.SortAddress) string { return collate(a.Mailbox) }
 
 // displayKey is RFC 5957's display form of the first address: its
 // decoded display name, or the address when it has none.
-func displayKey(l []message.Address) string {
-	a, ok := firstMailbox(l)
-	if !ok {
-		return ""
+func displayKey(a ipc.SortAddress) string {
+	if a.Host == "" {
+		return "" // no mailbox in the header
 	}
-	if name := strings.TrimSpace(decode2047(a.Name)); name != "" {
+	if name := strings.TrimSpace(a.Name); name != "" {
 		return collate(name)
 	}
 	return collate(a.Mailbox + "@" + a.Host)
 }
 
-// skipSubjBlob removes one leading subj-blob ("[...]" and spaces after it)
-// from s (RFC 5256 §5).
-func skipSubjBlob(s string) (string, bool) {
-	if !strings.HasPrefix(s, "[") {
-		return s, false
+// keyInfo fills the keys of mi from store's.
+func keyInfo(mi *msgInfo, k *ipc.SortKey) {
+	mi.sent = time.Unix(k.Sent, 0)
+	mi.subject = collate(k.Subject)
+	mi.reply = k.Reply
+	mi.from, mi.to, mi.cc = addrKey(k.From), addrKey(k.To), addrKey(k.Cc)
+	mi.dispFrom, mi.dispTo = displayKey(k.From), displayKey(k.To)
+	if k.MessageID != "" {
+		mi.messageID = normID(k.MessageID)
 	}
-	i := strings.IndexAny(s[1:], "[]")
-	if i < 0 || s[1+i] != ']' {
-		return s, false
+	// RFC 5256 §3 REFERENCES: the References ids, or else the first id
+	// of In-Reply-To.
+	for _, id := range k.References {
+		mi.refs = append(mi.refs, normID(id))
 	}
-	return strings.TrimLeft(s[i+2:], " \t"), true
-}
-
-// subjectIsReply tells whether base subject extraction removed a reply or
-// forward marker (a subj-refwd, "(fwd)", or "[fwd: ...]") from subject
-// rather than only white space and list tags (RFC 5256 §3, REFERENCES).
-func subjectIsReply(subject, base string) bool {
-	s := strings.Join(strings.Fields(subject), " ")
-	for {
-		t, ok := skipSubjBlob(s)
-		if !ok || t == "" {
-			break
-		}
-		s = t
+	if len(mi.refs) == 0 && k.InReplyTo != "" {
+		mi.refs = []string{normID(k.InReplyTo)}
 	}
-	return s != base
-}
-
-// msgKeys returns the sort and thread keys of view index i; refs asks for
-// the Message-ID and references of THREAD REFERENCES, which need the
-// message header.
-func (c *conn) msgKeys(ctx context.Context, i int, refs bool) (msgInfo, error) {
-	m := c.sel.at(i)
-	mi := msgInfo{idx: i, sent: time.Unix(m.received, 0)}
-	msg, err := c.sess.Open(ctx, c.sel.ref, m.uid, refs)
-	if errors.Is(err, storeclient.ErrNotFound) {
-		return mi, nil // expunged meanwhile
-	}
-	if err != nil {
-		return mi, storeError(err)
-	}
-	var hdr []byte
-	if msg.File != nil {
-		defer msg.File.Close()
-		hdr = readHeader(msg)
-	}
-	env := msg.Part.Envelope
-	if env == nil {
-		env = &message.Envelope{}
-	}
-	// RFC 5256 §2.2: the Date header's time in UTC; the internal date
-	// when it is missing or cannot be parsed.
-	if t, err := mail.ParseDate(env.Date); err == nil {
-		mi.sent = t
-	}
-	decoded := decode2047(env.Subject)
-	base := message.BaseSubject(decoded)
-	mi.subject = collate(base)
-	mi.reply = subjectIsReply(decoded, base)
-	mi.from, mi.to, mi.cc = addrKey(env.From), addrKey(env.To), addrKey(env.Cc)
-	mi.dispFrom, mi.dispTo = displayKey(env.From), displayKey(env.To)
-	if refs {
-		if ids := message.MessageIDs(env.MessageID); len(ids) > 0 {
-			mi.messageID = normID(ids[0])
-		}
-		// RFC 5256 §3 REFERENCES: the References ids, or else the first
-		// id of In-Reply-To.
-		for _, id := range message.MessageIDs(headerValue(hdr, "References")) {
-			mi.refs = append(mi.refs, normID(id))
-		}
-		if len(mi.refs) == 0 {
-			if ids := message.MessageIDs(env.InReplyTo); len(ids) > 0 {
-				mi.refs = []string{normID(ids[0])}
-			}
-		}
-	}
-	return mi, nil
-}
-
-// maxRefsHeader bounds the header bytes read for References.
-const maxRefsHeader = 256 << 10
-
-// readHeader reads the message's top-level header from its file.
-func readHeader(msg *storeclient.Message) []byte {
-	n := min(msg.Part.BodyStart-msg.Part.HeaderStart, maxRefsHeader)
-	if n <= 0 {
-		return nil
-	}
-	b := make([]byte, n)
-	k, _ := msg.File.ReadAt(b, msg.Part.HeaderStart)
-	return b[:k]
-}
-
-// headerValue returns the unfolded value of the first field name in the
-// header block hdr, "" if absent.
-func headerValue(hdr []byte, name string) string {
-	var val []string
-	in := false
-	for line := range strings.SplitSeq(string(hdr), "\n") {
-		line = strings.TrimSuffix(line, "\r")
-		if in {
-			if line != "" && (line[0] == ' ' || line[0] == '\t') {
-				val = append(val, line) // RFC 5322 §2.2.3: unfolding
-				continue
-			}
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimRight(k, " \t"), name) {
-			val, in = []string{v}, true
-		}
-	}
-	return strings.Join(val, "")
 }
 
 // normID makes equal ids compare equal: quoting in the local part is
@@ -230,15 +113,39 @@ func normID(id string) string {
 	return b.String()
 }
 
-// msgKeysOf loads the keys of the view indexes l.
-func (c *conn) msgKeysOf(ctx context.Context, l []int, refs bool) ([]msgInfo, error) {
-	out := make([]msgInfo, 0, len(l))
-	for _, i := range l {
-		mi, err := c.msgKeys(ctx, i, refs)
-		if err != nil {
-			return nil, err
+// msgKeysOf loads the keys of the view indexes l (ascending) in the
+// groups of fields (ipc.SortKey*). Messages that store no longer has
+// (expunged meanwhile) keep the internal date as sent date and empty keys.
+func (c *conn) msgKeysOf(ctx context.Context, l []int, fields uint8) ([]msgInfo, error) {
+	out := make([]msgInfo, len(l))
+	uids := make([]uint32, len(l))
+	for j, i := range l {
+		m := c.sel.at(i)
+		out[j] = msgInfo{idx: i, sent: time.Unix(m.received, 0), received: m.received, size: m.size}
+		uids[j] = m.uid
+	}
+	if fields == 0 || len(l) == 0 {
+		return out, nil
+	}
+	j := 0
+	err := c.sess.SortKeys(ctx, c.sel.ref, slices.Concat(c.sel.uidRanges(l)...), fields, func(keys []ipc.SortKey) bool {
+		for n := range keys {
+			k := &keys[n]
+			for j < len(uids) && uids[j] < k.UID {
+				j++ // expunged meanwhile
+			}
+			if j == len(uids) {
+				return false
+			}
+			if uids[j] == k.UID {
+				keyInfo(&out[j], k)
+				j++
+			}
 		}
-		out = append(out, mi)
+		return true
+	})
+	if err != nil {
+		return nil, storeError(err)
 	}
 	return out, nil
 }
@@ -247,7 +154,7 @@ func (c *conn) msgKeysOf(ctx context.Context, l []int, refs bool) ([]msgInfo, er
 func (c *conn) compareBy(key string, a, b *msgInfo) int {
 	switch key {
 	case "ARRIVAL":
-		return cmp.Compare(c.sel.at(a.idx).received, c.sel.at(b.idx).received)
+		return cmp.Compare(a.received, b.received)
 	case "CC":
 		return strings.Compare(a.cc, b.cc)
 	case "DATE":
@@ -255,7 +162,7 @@ func (c *conn) compareBy(key string, a, b *msgInfo) int {
 	case "FROM":
 		return strings.Compare(a.from, b.from)
 	case "SIZE":
-		return cmp.Compare(c.sel.at(a.idx).size, c.sel.at(b.idx).size)
+		return cmp.Compare(a.size, b.size)
 	case "SUBJECT":
 		return strings.Compare(a.subject, b.subject)
 	case "TO":
@@ -285,14 +192,25 @@ func (c *conn) sortInfos(l []msgInfo, criteria []imap.SortCriterion) {
 	})
 }
 
-// needsEnvelope tells whether a criterion needs more than the view.
-func needsEnvelope(criteria []imap.SortCriterion) bool {
+// sortFields returns the store key groups the criteria need; ARRIVAL and
+// SIZE need none.
+func sortFields(criteria []imap.SortCriterion) uint8 {
+	var f uint8
 	for _, cr := range criteria {
-		if cr.Key != "ARRIVAL" && cr.Key != "SIZE" {
-			return true
+		switch cr.Key {
+		case "DATE":
+			f |= ipc.SortKeyDate
+		case "SUBJECT":
+			f |= ipc.SortKeySubject
+		case "FROM", "DISPLAYFROM":
+			f |= ipc.SortKeyFrom
+		case "TO", "DISPLAYTO":
+			f |= ipc.SortKeyTo
+		case "CC":
+			f |= ipc.SortKeyCc
 		}
 	}
-	return false
+	return f
 }
 
 func (c *conn) cmdSort(cmd *imap.Command) error {
@@ -310,13 +228,7 @@ func (c *conn) cmdSort(cmd *imap.Command) error {
 	l, modseq, err := c.searchView(ctx, &a.Key)
 	var infos []msgInfo
 	if err == nil {
-		if needsEnvelope(a.Criteria) {
-			infos, err = c.msgKeysOf(ctx, l, false)
-		} else {
-			for _, i := range l {
-				infos = append(infos, msgInfo{idx: i})
-			}
-		}
+		infos, err = c.msgKeysOf(ctx, l, sortFields(a.Criteria))
 	}
 	if err != nil {
 		if re, ok := err.(*respError); save && (!ok || re.status == imap.NO) {

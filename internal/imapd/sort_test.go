@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"moxd/internal/mailproto/message"
+	"moxd/internal/ipc"
 )
 
 func TestSort(t *testing.T) {
@@ -91,40 +91,7 @@ func TestSort(t *testing.T) {
 	}
 }
 
-func TestSubjectIsReply(t *testing.T) {
-	tests := []struct {
-		subject string
-		reply   bool
-	}{
-		{"Hello", false},
-		{"Re: Hello", true},
-		{"RE:Hello", true},
-		{"Fwd: Hello", true},
-		{"fw: Hello", true},
-		{"Hello (fwd)", true},
-		{"[fwd: Hello]", true},
-		{"[list] Hello", false},
-		{"[list]  [other] Hello  ", false},
-		{"[list] Re: Hello", true},
-		{"[only a blob]", false},
-		{"Re[2]: Hello", true},
-		{"Regarding this", false},
-	}
-	for _, tc := range tests {
-		if got := subjectIsReply(tc.subject, baseOf(tc.subject)); got != tc.reply {
-			t.Errorf("subjectIsReply(%q): %v", tc.subject, got)
-		}
-	}
-}
-
-func TestHeaderValueAndIDs(t *testing.T) {
-	hdr := []byte("Subject: x\r\nreferences : <a@b>\r\n\t<c@d>\r\nReferences: <late@x>\r\n\r\n")
-	if got := headerValue(hdr, "References"); got != " <a@b>\t<c@d>" {
-		t.Errorf("headerValue: %q", got)
-	}
-	if got := headerValue(hdr, "In-Reply-To"); got != "" {
-		t.Errorf("absent field: %q", got)
-	}
+func TestNormID(t *testing.T) {
 	for in, want := range map[string]string{
 		`<"01KF8JCEOCBS0045PS"@xxx.yyy.com>`: "<01KF8JCEOCBS0045PS@xxx.yyy.com>",
 		`<"a\"b"@x>`:                         `<a"b@x>`,
@@ -136,5 +103,94 @@ func TestHeaderValueAndIDs(t *testing.T) {
 	}
 }
 
-// baseOf is the base subject as msgKeys computes it.
-func baseOf(subject string) string { return message.BaseSubject(decode2047(subject)) }
+// TestSortThreadPages sorts and threads a mailbox whose keys take many
+// store pages, and a selection of scattered UIDs that takes more than one
+// request's ranges, against orders computed from the messages.
+func TestSortThreadPages(t *testing.T) {
+	const n = 2*ipc.MaxRanges + 52
+	e := newEnv(t)
+	fillBenchMailbox(t, e.st, n)
+	c, _ := e.dial(t)
+	c.login()
+	c.ok("SELECT INBOX")
+	// Every other message flagged: each its own UID range.
+	var odd []string
+	for seq := 1; seq <= n; seq += 2 {
+		odd = append(odd, strconv.Itoa(seq))
+	}
+	c.ok(`STORE ` + strings.Join(odd, ",") + ` +FLAGS.SILENT (\Flagged)`)
+
+	seqs := func(keep func(i int) bool) []int {
+		var l []int
+		for i := range n {
+			if keep(i) {
+				l = append(l, i)
+			}
+		}
+		return l
+	}
+	join := func(l []int) string {
+		var s []string
+		for _, i := range l {
+			s = append(s, strconv.Itoa(i+1))
+		}
+		return strings.Join(s, " ")
+	}
+	byDate := func(a, b int) int { return benchDate(a).Compare(benchDate(b)) }
+	all := seqs(func(int) bool { return true })
+	flagged := seqs(func(i int) bool { return i%2 == 0 })
+
+	dates := slices.SortedFunc(slices.Values(flagged), byDate)
+	if got := nums(t, c.ok("SORT (DATE) UTF-8 FLAGGED"), "SORT"); got != join(dates) {
+		t.Errorf("SORT (DATE) FLAGGED:\n got %.300s\nwant %.300s", got, join(dates))
+	}
+	// Base subjects "TOPIC <thread>", compared as strings; ties by
+	// sequence number.
+	subjects := slices.SortedStableFunc(slices.Values(all), func(a, b int) int {
+		return strings.Compare("TOPIC "+strconv.Itoa(a/10), "TOPIC "+strconv.Itoa(b/10))
+	})
+	if got := nums(t, c.ok("SORT (SUBJECT) UTF-8 ALL"), "SORT"); got != join(subjects) {
+		t.Errorf("SORT (SUBJECT):\n got %.300s\nwant %.300s", got, join(subjects))
+	}
+	// REFERENCES: every thread a chain of ten, threads by their first
+	// message's date.
+	roots := slices.SortedFunc(slices.Values(seqs(func(i int) bool { return i%10 == 0 })), byDate)
+	var want strings.Builder
+	for _, r := range roots {
+		var chain []int
+		for i := r; i < min(n, r+10); i++ {
+			chain = append(chain, i)
+		}
+		want.WriteString("(" + join(chain) + ")")
+	}
+	if got := nums(t, c.ok("THREAD REFERENCES UTF-8 ALL"), "THREAD"); got != want.String() {
+		t.Errorf("THREAD REFERENCES:\n got %.300s\nwant %.300s", got, want.String())
+	}
+	// ORDEREDSUBJECT of the flagged half: per thread the earliest
+	// message, the others its children by date.
+	groups := map[int][]int{}
+	for _, i := range flagged {
+		groups[i/10] = append(groups[i/10], i)
+	}
+	var firsts [][]int
+	for _, g := range groups {
+		firsts = append(firsts, slices.SortedFunc(slices.Values(g), byDate))
+	}
+	slices.SortFunc(firsts, func(a, b []int) int { return byDate(a[0], b[0]) })
+	want.Reset()
+	for _, g := range firsts {
+		want.WriteString("(" + strconv.Itoa(g[0]+1))
+		if len(g) == 2 {
+			want.WriteString(" " + strconv.Itoa(g[1]+1))
+		} else if len(g) > 2 {
+			want.WriteString(" ")
+			for _, i := range g[1:] {
+				want.WriteString("(" + strconv.Itoa(i+1) + ")")
+			}
+		}
+		want.WriteString(")")
+	}
+	if got := nums(t, c.ok("THREAD ORDEREDSUBJECT UTF-8 FLAGGED"), "THREAD"); got != want.String() {
+		t.Errorf("THREAD ORDEREDSUBJECT FLAGGED:\n got %.300s\nwant %.300s", got, want.String())
+	}
+}

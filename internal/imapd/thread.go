@@ -3,9 +3,9 @@ package imapd
 // THREAD and UID THREAD (RFC 5256 §3): ORDEREDSUBJECT and REFERENCES.
 //
 // Implementation notes:
-//   - Keys come as for SORT (sort.go); REFERENCES also reads each
-//     message's header from its file, for the References field the
-//     envelope does not carry.
+//   - Keys come from store in pages as for SORT (sort.go); REFERENCES
+//     also asks for the Message-ID, In-Reply-To and References ids, which
+//     store keeps for every message.
 //   - REFERENCES follows the six steps of §3 in order; the numbers in the
 //     comments are the RFC's. Containers are kept in a slice in the order
 //     they were made, so the result does not depend on map order.
@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 
+	"moxd/internal/ipc"
 	"moxd/internal/mailproto/imap"
 )
 
@@ -306,7 +307,11 @@ func (c *conn) cmdThread(cmd *imap.Command) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := c.msgKeysOf(ctx, l, a.Algorithm == "REFERENCES")
+	fields := ipc.SortKeyDate | ipc.SortKeySubject
+	if a.Algorithm == "REFERENCES" {
+		fields |= ipc.SortKeyThread
+	}
+	msgs, err := c.msgKeysOf(ctx, l, fields)
 	if err != nil {
 		return err
 	}

@@ -583,6 +583,7 @@ func (p *parser) listArgs(extended bool) (any, error) {
 var statusItemNames = map[string]bool{
 	"MESSAGES": true, "UIDNEXT": true, "UIDVALIDITY": true, "UNSEEN": true, "DELETED": true,
 	"SIZE": true, "HIGHESTMODSEQ": true, "RECENT": true, "APPENDLIMIT": true,
+	"DELETED-STORAGE": true, // RFC 9208 §4.1.4
 }
 
 func (p *parser) statusItems() ([]string, error) {

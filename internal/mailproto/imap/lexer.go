@@ -441,8 +441,11 @@ func (p *parser) discard() error {
 		if i < 0 || !bytes.HasSuffix(p.line, []byte("+}")) {
 			return nil
 		}
-		v, err := strconv.ParseInt(string(p.line[i+1:len(p.line)-2]), 10, 64)
-		if err != nil || v < 0 {
+		digits := p.line[i+1 : len(p.line)-2]
+		v, err := strconv.ParseInt(string(digits), 10, 64)
+		// RFC 9051 §9: the size is digits only ("{+5+}" is no literal,
+		// though ParseInt takes its sign).
+		if err != nil || v < 0 || digits[0] < '0' || digits[0] > '9' {
 			return nil
 		}
 		if v > p.r.MaxNonSync {
