@@ -8,6 +8,10 @@ package imapd
 //   - The reader and writer are replaced as for STARTTLS; octets already
 //     buffered after the COMPRESS command would be uncompressed data the
 //     client sent too early, which ends the connection.
+//   - The client's stream is read with internal/mailproto/inflate, which
+//     returns data at every flush point, also zlib's Z_PARTIAL_FLUSH
+//     (mbsync) whose last bits are not byte-aligned; compress/flate's
+//     reader waits for more input there.
 //   - The compressor uses BestSpeed: the deflate state is a few hundred KiB
 //     per connection, allocated only for connections that ask for it.
 
@@ -16,6 +20,7 @@ import (
 	"compress/flate"
 
 	"moxd/internal/mailproto/imap"
+	"moxd/internal/mailproto/inflate"
 )
 
 func init() {
@@ -51,7 +56,7 @@ func (c *conn) cmdCompress(cmd *imap.Command) error {
 		return err // only for an invalid level
 	}
 	c.deflate = &deflateWriter{zw: zw}
-	c.setStreams(flate.NewReader(bufio.NewReader(c.nc)), zw)
+	c.setStreams(inflate.NewReader(bufio.NewReader(c.nc)), zw)
 	return errNoTagged
 }
 
