@@ -45,6 +45,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"moxd/internal/ipc"
 	"moxd/internal/storage/storeclient"
@@ -53,6 +54,16 @@ import (
 // maxFlagLog bounds the flag-change log of a cache; a session that is
 // further behind scans the messages instead.
 const maxFlagLog = 4096
+
+// A cache no session has selected is kept for cacheRetention, at most
+// maxRetained of them, so a client that selects mailboxes in turn (or
+// reconnects) does not load the whole mailbox again; the next SELECT
+// pulls the changes made meanwhile (store keeps every change, expunges
+// included, by modseq).
+const (
+	cacheRetention = 5 * time.Minute
+	maxRetained    = 32
+)
 
 type cacheKey struct {
 	account     string
@@ -93,9 +104,10 @@ type pendingMsg struct {
 
 // mbCache is the shared state of one selected mailbox.
 type mbCache struct {
-	key  cacheKey
-	reg  *cacheRegistry
-	refs int // guarded by the registry's mu
+	key       cacheKey
+	reg       *cacheRegistry
+	refs      int       // guarded by the registry's mu
+	idleSince time.Time // when refs dropped to 0; guarded by the registry's mu
 
 	pullMu sync.Mutex
 	loaded bool // guarded by pullMu
@@ -130,6 +142,7 @@ func (r *cacheRegistry) acquire(k cacheKey) *mbCache {
 		r.m[k] = mc
 	}
 	mc.refs++
+	r.pruneLocked(time.Now())
 	return mc
 }
 
@@ -138,7 +151,31 @@ func (r *cacheRegistry) release(mc *mbCache) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	mc.refs--
-	if mc.refs <= 0 && r.m[mc.key] == mc {
+	if mc.refs <= 0 {
+		mc.idleSince = time.Now()
+	}
+	r.pruneLocked(time.Now())
+}
+
+// pruneLocked drops the unselected caches kept longer than
+// cacheRetention, and the oldest beyond maxRetained. r.mu is held.
+func (r *cacheRegistry) pruneLocked(now time.Time) {
+	var idle []*mbCache
+	for k, mc := range r.m {
+		if mc.refs > 0 {
+			continue
+		}
+		if now.Sub(mc.idleSince) > cacheRetention {
+			delete(r.m, k)
+			continue
+		}
+		idle = append(idle, mc)
+	}
+	if len(idle) <= maxRetained {
+		return
+	}
+	slices.SortFunc(idle, func(a, b *mbCache) int { return a.idleSince.Compare(b.idleSince) })
+	for _, mc := range idle[:len(idle)-maxRetained] {
 		delete(r.m, mc.key)
 	}
 }
@@ -166,11 +203,29 @@ func (r *cacheRegistry) matching(account string, mailbox uint32) []*mbCache {
 	return l
 }
 
-// count returns the number of caches (for tests and status).
+// count returns the number of caches some session has selected (for
+// tests and status).
 func (r *cacheRegistry) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.m)
+	return r.countLocked()
+}
+
+func (r *cacheRegistry) countLocked() int {
+	n := 0
+	for _, mc := range r.m {
+		if mc.refs > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// retained returns the number of caches kept without a session.
+func (r *cacheRegistry) retained() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m) - r.countLocked()
 }
 
 // ServeIPC takes store's change events (FamEvents) for the caches. It
