@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // IMAP against the real processes: moxd-imap as its own user, logins and
