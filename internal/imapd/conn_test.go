@@ -501,21 +501,8 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestPythonImaplib(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 missing")
-		}
-		t.Skip("python3 missing")
-	}
 	e := newEnv(t)
-	host, port, _ := net.SplitHostPort(e.addr)
 	script := `
-import imaplib, ssl, sys
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-M = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
-M.starttls(ssl_context=ctx)
 print(M.login("mjl@example.org", "secret")[0])
 typ, data = M.list()
 print(typ, len(data))
@@ -524,7 +511,7 @@ for d in data:
 print(M.status("INBOX", "(MESSAGES UIDNEXT)")[1][0].decode())
 print(M.logout()[0])
 `
-	out, err := exec.Command("/usr/bin/python3", "-c", script, host, port).CombinedOutput()
+	out, err := imaplibCommand(t, e.addr, script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
@@ -556,4 +543,34 @@ func TestStartTLSInjection(t *testing.T) {
 	if l := c.line(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("after refused STARTTLS: %q", l)
 	}
+}
+
+// imaplibPreamble connects Python imaplib's M to the test server (host and
+// port are sys.argv[1] and [2]) and starts TLS without checking the test
+// certificate.
+const imaplibPreamble = `import imaplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+M = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+M.starttls(ssl_context=ctx)
+`
+
+// imaplibCommand returns the command running script, after
+// imaplibPreamble, against the server at addr; args follow host and port
+// in sys.argv. Python's imaplib is the independent client of these tests:
+// without /usr/bin/python3 the test is skipped, and fails in CI.
+func imaplibCommand(t *testing.T, addr, script string, args ...string) *exec.Cmd {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 missing")
+		}
+		t.Skip("python3 missing")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exec.Command("/usr/bin/python3", append([]string{"-c", imaplibPreamble + script, host, port}, args...)...)
 }

@@ -3,12 +3,10 @@ package imapd
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"moxd/internal/ipc"
 	"moxd/internal/storage/storetest"
 )
 
@@ -21,26 +19,7 @@ func BenchmarkSelect(b *testing.B) {
 	st := storetest.Start(b, testSlice)
 	st.SetPassword(b, "mjl", "secret")
 	fillBenchMailbox(b, st, benchMessages(b))
-	srv := &Server{Store: st.Peer(ipc.RoleIMAP), Hostname: "mail.example.org", PlaintextLoopback: true}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go srv.Serve(b.Context(), nc, false)
-		}
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	nc := benchConn(b, st)
 	br := bufio.NewReader(nc)
 	n := 0
 	cmd := func(s string) {

@@ -85,22 +85,15 @@ func fillBenchMailbox(b testing.TB, st *storetest.Store, n int) {
 	}
 }
 
-// BenchmarkSortThread measures SORT and THREAD over a whole mailbox,
-// through the IMAP server and a real store:
-//
-//	go test -p 2 ./internal/imapd/ -run '^$' -bench SortThread -benchtime 3x
-func BenchmarkSortThread(b *testing.B) {
-	n := benchMessages(b)
-	st := storetest.Start(b, testSlice)
-	st.SetPassword(b, "mjl", "secret")
-	fillBenchMailbox(b, st, n)
-
+// benchConn starts a server on st for the benchmark and returns a client
+// connection to it; plain-text LOGIN works (loopback).
+func benchConn(b *testing.B, st *storetest.Store) net.Conn {
 	srv := &Server{Store: st.Peer(ipc.RoleIMAP), Hostname: "mail.example.org", PlaintextLoopback: true}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	b.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			nc, err := l.Accept()
@@ -114,7 +107,21 @@ func BenchmarkSortThread(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
+	b.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// BenchmarkSortThread measures SORT and THREAD over a whole mailbox,
+// through the IMAP server and a real store:
+//
+//	go test -p 2 ./internal/imapd/ -run '^$' -bench SortThread -benchtime 3x
+func BenchmarkSortThread(b *testing.B) {
+	n := benchMessages(b)
+	st := storetest.Start(b, testSlice)
+	st.SetPassword(b, "mjl", "secret")
+	fillBenchMailbox(b, st, n)
+
+	nc := benchConn(b, st)
 	br := bufio.NewReaderSize(nc, 64<<10)
 	tag := 0
 	// cmd sends a command and returns its untagged lines.
