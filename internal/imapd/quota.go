@@ -1,8 +1,9 @@
 package imapd
 
 // QUOTA (RFC 9208): GETQUOTAROOT and GETQUOTA report the account's
-// storage quota, which moxd.conf sets per account (accounts.<name>.quota);
-// SETQUOTA is not offered (RFC 9208 §4.1.3 makes it optional).
+// storage quota, which domains.conf sets per account ([[account]]
+// quota); SETQUOTA is not offered (no QUOTASET capability, RFC 9208
+// §4.1.3) and answers NO saying where the quota is set.
 //
 // An account has one quota root, "", for all its mailboxes, with the one
 // resource STORAGE (RFC 9208 §5.1): the sum of the message sizes, in
@@ -26,6 +27,7 @@ func init() {
 	addVerbs(map[string]verb{
 		"GETQUOTA":     {authState, (*conn).cmdGetQuota},
 		"GETQUOTAROOT": {authState, (*conn).cmdGetQuotaRoot},
+		"SETQUOTA":     {authState, (*conn).cmdSetQuota},
 	})
 	// RFC 9208 §1: a server of this RFC announces at least one
 	// QUOTA=RES- capability with QUOTA.
@@ -78,4 +80,9 @@ func (c *conn) cmdGetQuota(cmd *imap.Command) error {
 func (c *conn) writeQuota(q *ipc.QuotaInfo) {
 	used := (q.Used + 1023) / 1024 // RFC 9208 §5.1: units of 1024 octets
 	fmt.Fprintf(c.w, "* QUOTA %s (STORAGE %d %d)\r\n", imap.Quote(quotaRoot), used, q.Limit/1024)
+}
+
+func (c *conn) cmdSetQuota(cmd *imap.Command) error {
+	// RFC 9208 §4.1.3: without QUOTASET the server refuses.
+	return respNO(imap.CodeNoPerm, "quotas are set by the administrator: quota of the account in domains.conf")
 }

@@ -63,3 +63,19 @@ func TestQuotaNone(t *testing.T) {
 	}
 	c.expect(`GETQUOTA ""`, "NO")
 }
+
+// TestSetQuota: SETQUOTA is refused with NO saying where quotas are set,
+// not BAD; the quota is unchanged.
+func TestSetQuota(t *testing.T) {
+	const quota = 100 << 10
+	e := newEnv(t, withQuota(t, quota))
+	c, _ := e.dial(t)
+	c.login()
+	_, res := c.cmd(`SETQUOTA "" (STORAGE 1)`)
+	if !strings.HasPrefix(res, "NO [NOPERM] ") || !strings.Contains(res, "domains.conf") {
+		t.Fatalf("SETQUOTA: %q", res)
+	}
+	if u := c.ok(`GETQUOTA ""`); len(u) != 1 || !strings.HasSuffix(u[0], " 100)") {
+		t.Errorf("GETQUOTA after SETQUOTA: %q, want the configured 100 KiB", u)
+	}
+}

@@ -137,6 +137,51 @@ const (
 	StoreRemove                 // -FLAGS
 )
 
+// SetQuotaArgs is for SETQUOTA (RFC 9208 §4.1.3): resource names in upper
+// case with their limits.
+type SetQuotaArgs struct {
+	Root   string
+	Limits []QuotaLimit
+}
+
+// QuotaLimit is one "resource limit" pair of SETQUOTA.
+type QuotaLimit struct {
+	Resource string
+	Limit    uint64
+}
+
+// setQuota parses " root (resource limit ...)" (RFC 9208 §4.1.3, an empty
+// list removes the limits).
+func (p *parser) setQuota() (any, error) {
+	a := &SetQuotaArgs{}
+	var err error
+	if err = p.sp(); err != nil {
+		return nil, err
+	}
+	if a.Root, err = p.astring("quota root"); err != nil {
+		return nil, err
+	}
+	if err = p.sp(); err != nil {
+		return nil, err
+	}
+	err = p.list("SETQUOTA limits", true, func() error {
+		var l QuotaLimit
+		var err error
+		if l.Resource, err = p.upperAtom("quota resource"); err != nil {
+			return err
+		}
+		if err = p.sp(); err != nil {
+			return err
+		}
+		if l.Limit, err = p.number64("quota limit"); err != nil {
+			return err
+		}
+		a.Limits = append(a.Limits, l)
+		return nil
+	})
+	return a, err
+}
+
 // GetQuotaArgs is for GETQUOTA (RFC 9208 §4.2).
 type GetQuotaArgs struct{ Root string }
 
@@ -311,6 +356,8 @@ func (p *parser) args(cmd *Command) (any, error) {
 		}
 		root, err := p.astring("quota root")
 		return &GetQuotaArgs{Root: root}, err
+	case "SETQUOTA":
+		return p.setQuota()
 	case "ID":
 		return p.id()
 	case "COMPRESS":

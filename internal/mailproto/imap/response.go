@@ -120,6 +120,7 @@ const (
 	CodeUnavailable          = "UNAVAILABLE"
 	CodePrivacyRequired      = "PRIVACYREQUIRED"
 	CodeCannot               = "CANNOT"
+	CodeNoPerm               = "NOPERM"
 	CodeInUse                = "INUSE"
 	CodeServerBug            = "SERVERBUG"
 	CodeTooBig               = "TOOBIG" // RFC 7889 §4

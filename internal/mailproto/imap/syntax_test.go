@@ -282,6 +282,8 @@ func TestReadCommandArgs(t *testing.T) {
 		{"a STORE $ FLAGS ()\r\n", Command{Tag: "a", Name: "STORE", Args: &StoreArgs{Set: set("$"), Flags: []string{}}}},
 		{"a GETQUOTAROOT INBOX\r\n", Command{Tag: "a", Name: "GETQUOTAROOT", Args: &MailboxArgs{"INBOX"}}},
 		{"a GETQUOTA \"\"\r\n", Command{Tag: "a", Name: "GETQUOTA", Args: &GetQuotaArgs{""}}},
+		{"a SETQUOTA \"\" (storage 512 MESSAGE 1000)\r\n", Command{Tag: "a", Name: "SETQUOTA", Args: &SetQuotaArgs{Root: "", Limits: []QuotaLimit{{"STORAGE", 512}, {"MESSAGE", 1000}}}}},
+		{"a SETQUOTA \"\" ()\r\n", Command{Tag: "a", Name: "SETQUOTA", Args: &SetQuotaArgs{Root: ""}}},
 		{"a ID nil\r\n", Command{Tag: "a", Name: "ID", Args: &IDArgs{Nil: true}}},
 		{"a ID (\"name\" \"x\" \"os\" NIL)\r\n", Command{Tag: "a", Name: "ID", Args: &IDArgs{Fields: []IDField{{"name", str("x")}, {"os", nil}}}}},
 		{"a COMPRESS deflate\r\n", Command{Tag: "a", Name: "COMPRESS", Args: &CompressArgs{"DEFLATE"}}},
