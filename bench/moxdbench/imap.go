@@ -39,10 +39,12 @@ package main
 // switches users); without root the peer is reported unavailable.
 //
 // moxd runs as the other cases start it (as root: every role under its own
-// uid), with two accounts. Its clients use imaps with the instance's local
-// CA, since moxd refuses passwords without TLS outside localserve; the TLS
-// state of every connection is in moxd's figure and not in Dovecot's. They
-// log in with AUTHENTICATE SCRAM-SHA-256, keeping SaltedPassword as a real
+// uid), with two accounts. Its clients use plain text on loopback like
+// Dovecot's, so both figures hold the same transport (with -imaps they use
+// imaps with the instance's local CA, and the TLS state of every
+// connection is in moxd's figure only). They log in with AUTHENTICATE
+// SCRAM-SHA-256 (moxd refuses LOGIN without TLS outside localserve),
+// keeping SaltedPassword as a real
 // client does: LOGIN makes moxd-store hash the password with argon2id (64
 // MiB, two at a time), and the freed memory stays mapped long after the
 // logins, so with LOGIN P3 would count about 120 MiB of login transient
@@ -78,7 +80,10 @@ import (
 	"moxd/internal/ctl"
 )
 
-var imapMsgs = flag.Int("msgs", 100000, "messages in the large mailbox (imap, P4)")
+var (
+	imapMsgs = flag.Int("msgs", 100000, "messages in the large mailbox (imap, P4)")
+	imapTLS  = flag.Bool("imaps", false, "imap: moxd's clients use imaps (TLS with the local CA) instead of plain text on loopback like the peer's")
+)
 
 const (
 	p3Messages   = 100 // messages in the INBOX the P3 connections select
@@ -220,18 +225,24 @@ func startIMAPMoxd(s *imapSide, small string) (*instance, string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	pool := x509Pool(caPEM)
-	s.addr = addr(st, "imaps")
-	if s.addr == "" {
-		return fail(errors.New("no imaps listener in moxctl status"))
+	// The same transport as the peer's clients (plain text on loopback,
+	// where moxd offers SCRAM but not LOGIN), unless -imaps.
+	transport := "imap in plain text (AUTHENTICATE SCRAM-SHA-256; the peer's clients use plain text too)"
+	listener := "imap"
+	if *imapTLS {
+		transport, listener = "imaps (TLS 1.3, local CA)", "imaps"
+		s.tls = &tls.Config{RootCAs: x509Pool(caPEM), ServerName: "localhost"}
 	}
-	s.tls = &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	s.addr = addr(st, listener)
+	if s.addr == "" {
+		return fail(fmt.Errorf("no %s listener in moxctl status", listener))
+	}
 	s.pid = in.cmd.Process.Pid
 	mode := "as root, every role under its own uid"
 	if os.Geteuid() != 0 {
 		mode = "localserve, one uid"
 	}
-	note := fmt.Sprintf("moxd %s, imaps (TLS 1.3, local CA) on 127.0.0.1, log_level warn; limit raised: [limits] %s (exempts 127.0.0.1 from concurrent_connections, default 100 per IP, and connections_per_minute, default 300 per IP); all else default", mode, imapLimitsP3)
+	note := fmt.Sprintf("moxd %s, %s on 127.0.0.1, log_level warn; limit raised: [limits] %s (exempts 127.0.0.1 from concurrent_connections, default 100 per IP, and connections_per_minute, default 300 per IP); all else default", mode, transport, imapLimitsP3)
 	return in, note, nil
 }
 

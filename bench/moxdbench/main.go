@@ -17,10 +17,11 @@
 //	                              relaying to it, R rounds each (default 3); -destconc sets
 //	                              moxd's destination_concurrency (default: moxd's, 10);
 //	                              MOXDBENCH_PERF=DIR records moxd-queue with perf per round
-//	moxdbench -bin DIR imap [-n N] [-msgs M] P3: memory per idle IMAP connection, N
+//	moxdbench -bin DIR imap [-n N] [-msgs M] [-imaps] P3: memory per idle IMAP connection, N
 //	                              connections (default 1000) in IDLE; P4: UID FETCH 1:*
 //	                              (FLAGS), SELECT and SELECT (QRESYNC) on an M-message
-//	                              INBOX (default 100000); moxd vs a Dovecot imap daemon
+//	                              INBOX (default 100000); moxd vs a Dovecot imap daemon,
+//	                              both in plain text on loopback (-imaps: moxd over TLS)
 //	moxdbench mboxgen -n N -o FILE  write the P6 mbox (deterministic for a -seed)
 //	moxdbench serve-tls ...       (internal) the in-process-key peer server
 //	moxdbench inbound-ns NETNS    (internal) P1 inside the namespace inbound made
