@@ -15,10 +15,12 @@ package imapd
 //     octet it waited for, and only then reads the line, after switching
 //     wake-ups off (idleWait, under its mutex, so no wake-up can move the
 //     deadline once the line is being read).
-//   - Under COMPRESS=DEFLATE a deadline cannot be used to wake up: the
-//     decompressor keeps a read error for good. There a goroutine reads
-//     the line and the cache wakes the session through a channel; it ends
-//     with the line (or with the connection).
+//   - Under COMPRESS=DEFLATE no deadline is moved: a goroutine reads the
+//     line through the decompressor and the cache wakes the session
+//     through a channel; the goroutine ends with the line (or with the
+//     connection). (compress/flate's reader kept a timeout for good; the
+//     inflate reader used now does not, but this path does not depend on
+//     it.)
 //   - The deadline is the server's idle timeout from the start of IDLE
 //     (RFC 9051 §5.4); a server shutdown or store restart ends IDLE with
 //     BYE like any other wait for a command.
