@@ -591,54 +591,18 @@ func convertSearch(n ipc.SearchNode) account.SearchKey {
 	for _, s := range n.Sub {
 		k.Sub = append(k.Sub, convertSearch(s))
 	}
-	date := time.Unix(n.Number, 0).UTC()
+	// The operators have the same values in both (searchops_test.go
+	// checks); Number is a size, a time (Unix seconds) or a modseq,
+	// depending on the operator.
+	k.Op = account.SearchOp(n.Op)
 	switch n.Op {
-	case ipc.SearchAll:
-		k.Op = account.SearchAll
-	case ipc.SearchAnd:
-		k.Op = account.SearchAnd
-	case ipc.SearchOr:
-		k.Op = account.SearchOr
-	case ipc.SearchNot:
-		k.Op = account.SearchNot
-	case ipc.SearchUIDs:
-		k.Op = account.SearchUIDs
-	case ipc.SearchFlag:
-		k.Op = account.SearchFlag
-	case ipc.SearchLarger:
-		k.Op, k.Size = account.SearchLarger, n.Number
-	case ipc.SearchSmaller:
-		k.Op, k.Size = account.SearchSmaller, n.Number
-	case ipc.SearchBefore:
-		k.Op, k.Date = account.SearchBefore, date
-	case ipc.SearchOn:
-		k.Op, k.Date = account.SearchOn, date
-	case ipc.SearchSince:
-		k.Op, k.Date = account.SearchSince, date
-	case ipc.SearchSentBefore:
-		k.Op, k.Date = account.SearchSentBefore, date
-	case ipc.SearchSentOn:
-		k.Op, k.Date = account.SearchSentOn, date
-	case ipc.SearchSentSince:
-		k.Op, k.Date = account.SearchSentSince, date
-	case ipc.SearchHeader:
-		k.Op = account.SearchHeader
-	case ipc.SearchBody:
-		k.Op = account.SearchBody
-	case ipc.SearchText:
-		k.Op = account.SearchText
+	case ipc.SearchLarger, ipc.SearchSmaller:
+		k.Size = n.Number
+	case ipc.SearchBefore, ipc.SearchOn, ipc.SearchSince, ipc.SearchSentBefore, ipc.SearchSentOn, ipc.SearchSentSince,
+		ipc.SearchOlder, ipc.SearchYounger, ipc.SearchSavedBefore, ipc.SearchSavedOn, ipc.SearchSavedSince:
+		k.Date = time.Unix(n.Number, 0).UTC()
 	case ipc.SearchModSeq:
-		k.Op, k.ModSeq = account.SearchModSeq, uint64(n.Number)
-	case ipc.SearchOlder:
-		k.Op, k.Date = account.SearchReceivedBefore, date
-	case ipc.SearchYounger:
-		k.Op, k.Date = account.SearchReceivedSince, date
-	case ipc.SearchSavedBefore:
-		k.Op, k.Date = account.SearchSavedBefore, date
-	case ipc.SearchSavedOn:
-		k.Op, k.Date = account.SearchSavedOn, date
-	case ipc.SearchSavedSince:
-		k.Op, k.Date = account.SearchSavedSince, date
+		k.ModSeq = uint64(n.Number)
 	}
 	return k
 }
