@@ -302,8 +302,6 @@ func sampleMessages() []Message {
 		&CopyResult{UIDValidity: 4, From: []UIDRange{{1, 5}}, To: []UIDRange{{10, 14}}, ModSeq: 20},
 		&Expunge{Ref: MailboxRef{11, 1, 1}},
 		&Expunged{UIDs: []UIDRange{{2, 4}}, ModSeq: 21},
-		&Append{Session: 11, Name: "Drafts", Flags: FlagDraft | FlagSeen, Keywords: []string{"$MDNSent"}, Received: 1700000000},
-		&Appended{UIDValidity: 5, UID: 99, ModSeq: 22},
 		&AppendMessages{Session: 11, Name: "Drafts", Offset: 512, Keywords: []string{"$MDNSent", "work"}, Messages: []AppendEntry{
 			{Size: 1200, Flags: FlagSeen, Keywords: []uint16{1}, Received: 1700000000},
 			{Size: 0, Keywords: []uint16{0, 1}},

@@ -137,7 +137,6 @@ const (
 	TypeFlagsStore     MsgType = 0x0727
 	TypeCopyMessages   MsgType = 0x0728
 	TypeExpunge        MsgType = 0x0729
-	TypeAppend         MsgType = 0x072a
 	TypeChangesReq     MsgType = 0x072b
 	TypeSearch         MsgType = 0x072c
 	TypeSessionInfo    MsgType = 0x07a0
@@ -148,7 +147,6 @@ const (
 	TypeFlagsStored    MsgType = 0x07a7
 	TypeCopyResult     MsgType = 0x07a8
 	TypeExpunged       MsgType = 0x07a9
-	TypeAppended       MsgType = 0x07aa
 	TypeChangesReply   MsgType = 0x07ab
 	TypeSearchResult   MsgType = 0x07ac
 
@@ -297,8 +295,6 @@ var messageTable = map[MsgType]msgInfo{
 	TypeCopyResult:     {"session.CopyResult", FamSession, kindReply, func() Message { return new(CopyResult) }, 0},
 	TypeExpunge:        {"session.Expunge", FamSession, kindRequest, func() Message { return new(Expunge) }, TypeExpunged},
 	TypeExpunged:       {"session.Expunged", FamSession, kindReply, func() Message { return new(Expunged) }, 0},
-	TypeAppend:         {"session.Append", FamSession, kindRequest, func() Message { return new(Append) }, TypeAppended},
-	TypeAppended:       {"session.Appended", FamSession, kindReply, func() Message { return new(Appended) }, 0},
 	TypeChangesReq:     {"session.ChangesReq", FamSession, kindRequest, func() Message { return new(ChangesReq) }, TypeChangesReply},
 	TypeChangesReply:   {"session.ChangesReply", FamSession, kindReply, func() Message { return new(ChangesReply) }, 0},
 	TypeSearch:         {"session.Search", FamSession, kindRequest, func() Message { return new(Search) }, TypeSearchResult},

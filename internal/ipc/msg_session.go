@@ -608,54 +608,6 @@ func (m *Expunged) Decode(d *Decoder) {
 	m.ModSeq = d.Uint64()
 }
 
-// Append stores the message file that is its one fd (a regular file the
-// caller wrote, e.g. an IMAP APPEND literal) in the mailbox Name. Received
-// is Unix seconds, 0 for now. Answered with Appended.
-type Append struct {
-	Session  uint64
-	Name     string
-	Flags    uint8
-	Keywords []string
-	Received int64
-}
-
-func (*Append) Type() MsgType { return TypeAppend }
-func (*Append) FDs() int      { return 1 }
-func (m *Append) Encode(e *Encoder) {
-	e.Uint64(m.Session)
-	e.StringMax(m.Name, MaxMailboxLen)
-	e.Uint8(m.Flags)
-	encodeKeywords(e, m.Keywords)
-	e.Int64(m.Received)
-}
-func (m *Append) Decode(d *Decoder) {
-	m.Session = d.Uint64()
-	m.Name = d.StringMax(MaxMailboxLen)
-	m.Flags = d.Uint8()
-	m.Keywords = decodeKeywords(d)
-	m.Received = d.Int64()
-}
-
-// Appended answers Append with the APPENDUID data (RFC 4315 §3).
-type Appended struct {
-	UIDValidity uint32
-	UID         uint32
-	ModSeq      uint64
-}
-
-func (*Appended) Type() MsgType { return TypeAppended }
-func (*Appended) FDs() int      { return 0 }
-func (m *Appended) Encode(e *Encoder) {
-	e.Uint32(m.UIDValidity)
-	e.Uint32(m.UID)
-	e.Uint64(m.ModSeq)
-}
-func (m *Appended) Decode(d *Decoder) {
-	m.UIDValidity = d.Uint32()
-	m.UID = d.Uint32()
-	m.ModSeq = d.Uint64()
-}
-
 // ChangesReq asks what changed in a mailbox after modseq Since: messages
 // with a higher modseq, and expunged UIDs (RFC 7162 §3.1.4, §3.2.5), in
 // modseq order. A follow-up page starts after the entry (AfterModSeq,

@@ -559,9 +559,9 @@ func TestSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.WriteString("Subject: quarterly report\r\n\r\nnumbers\r\n")
-	ap, err := s.Append(ctx, "Drafts", f, ipc.FlagDraft, nil, time.Time{})
+	ap, err := s.AppendAll(ctx, "Drafts", f, 0, []storeclient.AppendMessage{{Size: int64(len("Subject: quarterly report\r\n\r\nnumbers\r\n")), Flags: ipc.FlagDraft}})
 	f.Close()
-	if err != nil || ap.UID != 1 {
+	if err != nil || len(ap.UIDs) != 1 || ap.UIDs[0] != (ipc.UIDRange{First: 1, Last: 1}) {
 		t.Fatalf("append: %+v %v", ap, err)
 	}
 	drafts, err := s.Mailbox(ctx, "Drafts")

@@ -146,8 +146,6 @@ func (sv *service) serveSession(ctx context.Context, ch channelKey, req *ipc.Req
 		sessID = m.Session
 	case *ipc.MailboxChange:
 		sessID = m.Session
-	case *ipc.Append:
-		sessID = m.Session
 	case *ipc.AppendMessages:
 		sessID = m.Session
 	case *ipc.QuotaGet:
@@ -279,24 +277,6 @@ func (sv *service) sessionOp(ctx context.Context, a *account.Account, req *ipc.R
 		reply := &ipc.Expunged{ModSeq: modseq}
 		reply.UIDs, _ = toRanges(l)
 		return reply, nil, nil
-
-	case *ipc.Append:
-		f := req.Files[0]
-		defer f.Close()
-		body, err := account.BodyFromFile(ctx, sv.store.tmpDir, f, sv.bodies.max())
-		if err != nil {
-			return nil, nil, err
-		}
-		defer body.Remove()
-		var received time.Time
-		if m.Received != 0 {
-			received = time.Unix(m.Received, 0)
-		}
-		d, err := a.Append(ctx, m.Name, body, account.Flags(m.Flags), m.Keywords, received)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &ipc.Appended{UIDValidity: d.UIDValidity, UID: d.UID, ModSeq: d.ModSeq}, nil, nil
 
 	case *ipc.AppendMessages:
 		return sv.appendMessages(ctx, a, m, req.Files[0])

@@ -62,20 +62,11 @@ func (a *Account) Deliver(ctx context.Context, ds []Delivery) []Delivered {
 // (RFC 9051 §6.3.12). ErrNotFound if the mailbox does not exist, for the
 // TRYCREATE response code.
 func (a *Account) Append(ctx context.Context, mailbox string, body *Body, flags Flags, keywords []string, received time.Time) (Delivered, error) {
-	d := &Delivery{Body: body, Mailbox: mailbox, Flags: flags, Keywords: keywords, Received: received}
-	var r Delivered
-	var size int64
-	if body != nil {
-		size = body.size
-	}
-	o := newOp(size, func(w *wtx) error { return w.deliver(d, &r, true) })
-	if err := a.enqueue(o); err != nil {
+	res, err := a.AppendAll(ctx, mailbox, []Delivery{{Body: body, Flags: flags, Keywords: keywords, Received: received}})
+	if err != nil {
 		return Delivered{}, err
 	}
-	if err := a.wait(ctx, o); err != nil {
-		return Delivered{}, err
-	}
-	return r, nil
+	return res[0], nil
 }
 
 // deliver runs one delivery in a write transaction. Every check that can

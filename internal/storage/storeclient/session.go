@@ -177,19 +177,6 @@ func (s *Session) Expunge(ctx context.Context, ref ipc.MailboxRef, uids []ipc.UI
 	return rep.Msg.(*ipc.Expunged), nil
 }
 
-// Append stores the message in f (a regular file) in mailbox name.
-func (s *Session) Append(ctx context.Context, name string, f *os.File, flags uint8, keywords []string, received time.Time) (*ipc.Appended, error) {
-	m := &ipc.Append{Session: s.ID, Name: name, Flags: flags, Keywords: keywords}
-	if !received.IsZero() {
-		m.Received = received.Unix()
-	}
-	rep, err := s.call(ctx, "append", m, f)
-	if err != nil {
-		return nil, err
-	}
-	return rep.Msg.(*ipc.Appended), nil
-}
-
 // AppendMessage is one message of AppendAll: Size bytes of the file.
 type AppendMessage struct {
 	Size     int64
