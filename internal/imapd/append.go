@@ -88,8 +88,7 @@ func (c *conn) setAppendHooks() {
 type appendSpool struct {
 	f       *os.File
 	entries []spoolEntry
-	end     int64         // bytes written
-	done    chan struct{} // closed with the file
+	end     int64 // bytes written
 }
 
 // spoolEntry is one message in the spool.
@@ -98,8 +97,8 @@ type spoolEntry struct {
 	nul          bool // holds a NUL octet
 }
 
-// newSpool creates the spool file, which is closed when the connection
-// ends if the handler did not close it.
+// newSpool creates the spool file; closeSpool closes it, at the latest
+// when the connection ends (cleanup).
 func (c *conn) newSpool() (*appendSpool, error) {
 	f, err := os.CreateTemp("", "moxd-imap-append-")
 	if err != nil {
@@ -109,15 +108,7 @@ func (c *conn) newSpool() (*appendSpool, error) {
 		f.Close()
 		return nil, fmt.Errorf("unlink append spool file: %w", err)
 	}
-	sp := &appendSpool{f: f, done: make(chan struct{})}
-	go func() {
-		select {
-		case <-c.watchCh:
-			f.Close()
-		case <-sp.done:
-		}
-	}()
-	return sp, nil
+	return &appendSpool{f: f}, nil
 }
 
 func spoolLen(sp *appendSpool) int {
@@ -131,7 +122,6 @@ func spoolLen(sp *appendSpool) int {
 func (c *conn) closeSpool() {
 	if c.spool != nil {
 		c.spool.f.Close()
-		close(c.spool.done)
 		c.spool = nil
 	}
 }

@@ -296,9 +296,9 @@ func (mc *mbCache) runUpdates() {
 		for _, m := range try {
 			ctx, cancel := context.WithTimeout(m.conn.ctx, storeCallTimeout)
 			if reload {
-				err = mc.reload(ctx, m.sess, m.ref)
+				err = mc.reload(ctx, m.conn.sess, m.ref)
 			} else {
-				err = mc.pull(ctx, m.sess, m.ref)
+				err = mc.pull(ctx, m.conn.sess, m.ref)
 			}
 			cancel()
 			if err == nil || errors.Is(err, storeclient.ErrNotFound) || errors.Is(err, storeclient.ErrStale) {

@@ -110,7 +110,7 @@ func (c *conn) cmdStore(cmd *imap.Command) error {
 	}
 	if stored {
 		// The new flags and modseqs, into the shared cache.
-		if err := s.cache.pull(ctx, s.sess, s.ref); err != nil {
+		if err := s.cache.pull(ctx, s.conn.sess, s.ref); err != nil {
 			return storeError(err)
 		}
 	}

@@ -277,9 +277,8 @@ type conn struct {
 	in   *waitReader
 	idle idleWait
 
-	stop    atomic.Value  // string: why the watcher stopped the connection
-	watchCh chan struct{} // closed when Serve returns
-	raw     net.Conn      // the TCP connection under TLS and compression
+	stop atomic.Value // string: why the watcher stopped the connection
+	raw  net.Conn     // the TCP connection under TLS and compression
 }
 
 // Serve runs the IMAP protocol on conn until the client logs out, the
@@ -291,7 +290,7 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &conn{srv: s, ctx: ctx, nc: nc, implicitTLS: implicitTLS, watchCh: make(chan struct{}), raw: nc}
+	c := &conn{srv: s, ctx: ctx, nc: nc, implicitTLS: implicitTLS, raw: nc}
 	c.log = log.With("remote", nc.RemoteAddr().String())
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.ip = ap.Addr().Unmap()
@@ -336,8 +335,8 @@ func (s *Server) Serve(ctx context.Context, nc net.Conn, implicitTLS bool) {
 }
 
 func (c *conn) cleanup() {
-	close(c.watchCh)
 	c.srv.unwatchStore(c)
+	c.closeSpool()
 	c.dropSelection()
 	if c.sess != nil {
 		c.sess.Close()

@@ -43,7 +43,7 @@ func init() {
 func (c *conn) expungedSince(ctx context.Context, since uint64, match func(uid, max uint32) bool) ([]uint32, error) {
 	s := c.sel
 	var vanished []ipc.UIDRange
-	_, err := s.sess.Changes(ctx, s.ref, since, func(r *ipc.ChangesReply) bool {
+	_, err := s.conn.sess.Changes(ctx, s.ref, since, func(r *ipc.ChangesReply) bool {
 		vanished = append(vanished, r.Vanished...)
 		return true
 	})

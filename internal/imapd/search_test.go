@@ -443,7 +443,7 @@ func TestSearchWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	sc := &conn{srv: e.srv, ctx: ctx, sess: sess, watchCh: make(chan struct{})}
+	sc := &conn{srv: e.srv, ctx: ctx, sess: sess}
 	sc.w = bufio.NewWriter(io.Discard)
 	if err := sc.cmdSelect(&imap.Command{Name: "SELECT", Args: &imap.SelectArgs{Mailbox: "INBOX"}}); err != nil {
 		if _, ok := err.(*okText); !ok {

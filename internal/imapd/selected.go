@@ -36,7 +36,6 @@ import (
 
 	"moxd/internal/ipc"
 	"moxd/internal/mailproto/imap"
-	"moxd/internal/storage/storeclient"
 )
 
 // selMsg is one message of the view.
@@ -54,8 +53,7 @@ type selMsg struct {
 // fields are guarded by cache.mu.
 type selected struct {
 	cache    *mbCache
-	conn     *conn
-	sess     *storeclient.Session
+	conn     *conn // its store session is conn.sess
 	ref      ipc.MailboxRef
 	readOnly bool
 
@@ -392,8 +390,8 @@ func (c *conn) cmdSelect(cmd *imap.Command) error {
 		return storeError(err)
 	}
 	mc := c.srv.caches.acquire(cacheKey{c.sess.Account, mb.ID, mb.UIDValidity})
-	s := &selected{cache: mc, conn: c, sess: c.sess, ref: c.sess.Ref(mb), readOnly: cmd.Name == "EXAMINE"}
-	if err := mc.sync(ctx, s.sess, s.ref, mb.HighestModSeq); err != nil {
+	s := &selected{cache: mc, conn: c, ref: c.sess.Ref(mb), readOnly: cmd.Name == "EXAMINE"}
+	if err := mc.sync(ctx, s.conn.sess, s.ref, mb.HighestModSeq); err != nil {
 		c.srv.caches.release(mc)
 		return storeError(err)
 	}
@@ -605,7 +603,7 @@ func (c *conn) afterCommand(cmd *imap.Command) {
 	}
 	if pullAfter[cmd.Name] {
 		ctx, cancel := c.callCtx()
-		if err := c.sel.cache.pull(ctx, c.sel.sess, c.sel.ref); err != nil {
+		if err := c.sel.cache.pull(ctx, c.sess, c.sel.ref); err != nil {
 			c.log.Debug("mailbox cache pull", "err", err)
 		}
 		cancel()
@@ -699,7 +697,7 @@ func (c *conn) reportFlagsLocked(b []byte) []byte {
 func (c *conn) cmdSelNoop(cmd *imap.Command) error {
 	ctx, cancel := c.callCtx()
 	defer cancel()
-	if err := c.sel.cache.pull(ctx, c.sel.sess, c.sel.ref); err != nil {
+	if err := c.sel.cache.pull(ctx, c.sess, c.sel.ref); err != nil {
 		return storeError(err)
 	}
 	return nil
@@ -785,7 +783,7 @@ func (c *conn) cmdFetch(cmd *imap.Command) error {
 			stored = stored || res.Changed > 0
 		}
 		if stored {
-			if err := s.cache.pull(ctx, s.sess, s.ref); err != nil {
+			if err := s.cache.pull(ctx, s.conn.sess, s.ref); err != nil {
 				return storeError(err)
 			}
 		}
