@@ -925,8 +925,20 @@ func stopPostfix(dir string) {
 
 // childPIDs lists the processes whose parent is pid.
 func childPIDs(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
 	var l []int
+	for p, parent := range parentPIDs() {
+		if parent == pid {
+			l = append(l, p)
+		}
+	}
+	slices.Sort(l)
+	return l
+}
+
+// parentPIDs maps every process in /proc to its parent.
+func parentPIDs() map[int]int {
+	parents := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -938,11 +950,13 @@ func childPIDs(pid int) []int {
 		}
 		s := string(b)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			l = append(l, p)
+		if len(f) > 1 {
+			if pp, err := strconv.Atoi(f[1]); err == nil {
+				parents[p] = pp
+			}
 		}
 	}
-	return l
+	return parents
 }
 
 // waitGone waits until process pid (not a child of this program) has exited.
